@@ -1,0 +1,248 @@
+"""Functional core of Dynamic DropConnect: pure functions on tensors, no module state.
+
+Every regularizer module in this package is a thin holder of hyperparameters around these
+functions (the layout of ``timm.layers.drop``). The maths follows Yang & Chen, "Dynamic
+DropConnect: Enhancing Neural Network Robustness through Adaptive Edge Dropping Strategies"
+(arXiv 2502.19948) and the behaviour of the authors' code, as fixed in ``SPEC.md`` section 2.
+
+For one weight tensor ``W`` with gradient ``g`` (of the loss w.r.t. the effective weight)::
+
+    a   = |g|
+    z   = (a - mean(a)) / (std(a) + eps)          # layer-wise z-score, unbiased std
+    q   = 1 - sigmoid(z)    (direction "small")   # or sigmoid(z) for "big"
+    q   = q * [q > tau]                           # only below-mean gradients get extra drop
+    p_ij = clamp(p + pg * q, 0, p_max)
+    M   ~ Bernoulli(1 - p_ij)
+    W_eff = W * M / k                             # k: see ``rescale_factor``
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "DIRECTIONS",
+    "RESCALE_MODES",
+    "UPDATE_MODES",
+    "Direction",
+    "RescaleMode",
+    "UpdateMode",
+    "apply_weight_mask",
+    "ddc_drop_probabilities",
+    "drop_connect",
+    "record_gradient",
+    "rescale_factor",
+    "sample_keep_mask",
+]
+
+Direction = Literal["small", "big"]
+RescaleMode = Literal["empirical", "expected", "per_edge", "none"]
+UpdateMode = Literal["dense", "masked"]
+
+DIRECTIONS: tuple[str, ...] = ("small", "big")
+RESCALE_MODES: tuple[str, ...] = ("empirical", "expected", "per_edge", "none")
+UPDATE_MODES: tuple[str, ...] = ("dense", "masked")
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming ``value`` and the valid ``choices`` when it is not one."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def ddc_drop_probabilities(
+    grad: Tensor,
+    p: float | Tensor = 0.3,
+    pg: float | Tensor = 0.5,
+    tau: float = 0.5,
+    *,
+    direction: Direction = "small",
+    zscore: bool = True,
+    p_max: float | None = 0.95,
+    eps: float = 1e-9,
+) -> Tensor:
+    r"""Per-edge drop probabilities :math:`p_{ij}` of Dynamic DropConnect.
+
+    .. math::
+        z_{ij} = \frac{|g_{ij}| - \mu}{\sigma + \epsilon},\quad
+        q_{ij} = 1 - \operatorname{sigmoid}(z_{ij}),\quad
+        p_{ij} = \min\bigl(p + p_g\, q_{ij}\,[q_{ij} > \tau],\; p_{max}\bigr)
+
+    with :math:`\mu, \sigma` the mean and unbiased standard deviation of :math:`|g|` over the
+    whole tensor (layer-wise).
+
+    Args:
+        grad: gradient of the loss w.r.t. the effective weight (any shape). For the
+            weight-magnitude ablations pass the weight itself.
+        p: base drop rate every edge gets.
+        pg: gradient unit rate: the extra drop rate scale.
+        tau: threshold on the candidate probability ``q``; ``q <= tau`` is set to 0.
+        direction: ``"small"`` drops small gradients more (the method), ``"big"`` the
+            ablation that drops big gradients more (``q = sigmoid(z)``).
+        zscore: standardise ``|g|`` layer-wise; ``False`` uses ``z = |g|`` (ablation).
+        p_max: upper clamp of ``p_ij``; ``None`` for no clamp (the authors' code).
+        eps: added to the standard deviation.
+
+    Returns:
+        Tensor of ``grad``'s shape and dtype with values in ``[0, p_max]``. A tensor whose
+        entries are all equal (including all zero, i.e. no gradient yet) gets ``p`` everywhere.
+    """
+    magnitude = grad.detach().abs()
+    if zscore:
+        if magnitude.numel() < 2:  # the unbiased std of one value is undefined
+            z = torch.zeros_like(magnitude)
+        else:
+            # Welford-based std_mean: for equal entries the mean is exact, so z is exactly 0.
+            sigma, mu = torch.std_mean(magnitude)
+            z = (magnitude - mu) / (sigma + eps)
+    else:
+        z = magnitude
+    candidate = torch.sigmoid(z)
+    if direction == "small":
+        candidate = 1.0 - candidate
+    elif direction != "big":
+        check_choice("direction", direction, DIRECTIONS)
+    candidate = torch.where(candidate > tau, candidate, 0.0)
+    probs = candidate.mul_(pg).add_(p)
+    if p_max is not None:
+        probs = probs.clamp_(0.0, p_max)
+    return probs
+
+
+def sample_keep_mask(
+    like: Tensor,
+    probs: Tensor | float,
+    generator: torch.Generator | None = None,
+    *,
+    batch: int | None = None,
+) -> Tensor:
+    """Sample a keep mask ``M ~ Bernoulli(1 - probs)`` shaped like ``like`` (1 = keep).
+
+    ``probs`` is a tensor broadcastable to ``like`` or a fixed rate. With ``batch`` the mask
+    gets a leading dimension of that size: one independent mask per example. The mask has
+    ``like``'s dtype and device, and ``generator`` (if given) makes it reproducible.
+    """
+    shape = like.shape if batch is None else (batch, *like.shape)
+    uniform = torch.rand(shape, generator=generator, device=like.device, dtype=like.dtype)
+    # keep iff u >= p, so P(keep) = 1 - p exactly for u uniform on [0, 1).
+    return (uniform >= probs).to(like.dtype)
+
+
+def rescale_factor(mask: Tensor, probs: Tensor | float, mode: RescaleMode) -> Tensor | float:
+    """The divisor ``k`` of ``W_eff = W * M / k``, never zero.
+
+    - ``"empirical"``: kept fraction of this mask, ``sum(M) / numel`` (the authors' code;
+      ``1 - r`` for the realized layer drop rate ``r`` of the paper's Equation 6). A mask with
+      a leading per-example dimension gets one ``k`` per example.
+    - ``"expected"``: ``1 - mean(p_ij)``.
+    - ``"per_edge"``: ``1 - p_ij`` elementwise (unbiased for every single weight).
+    - ``"none"``: 1.
+
+    A mask that drops every edge gives ``W_eff = 0``, not ``NaN``.
+    """
+    if mode == "none":
+        return 1.0
+    if mode == "empirical":
+        weight_dims = probs.dim() if isinstance(probs, Tensor) and probs.dim() else None
+        if weight_dims is None or weight_dims == mask.dim():
+            return mask.mean().clamp_min(1.0 / mask.numel())
+        dims = tuple(range(mask.dim() - weight_dims, mask.dim()))
+        return mask.mean(dim=dims, keepdim=True).clamp_min(1.0 / probs.numel())  # type: ignore[union-attr]
+    if mode == "expected":
+        mean = probs.mean() if isinstance(probs, Tensor) else probs
+        return (1.0 - mean).clamp_min(1e-6) if isinstance(mean, Tensor) else 1.0 - mean
+    if mode == "per_edge":
+        return (1.0 - probs).clamp_min(1e-6) if isinstance(probs, Tensor) else 1.0 - probs
+    check_choice("rescale", mode, RESCALE_MODES)
+    raise AssertionError("unreachable")
+
+
+def record_gradient(statistic: Tensor, seen: Tensor, grad: Tensor) -> None:
+    """Store ``|grad|`` into ``statistic`` in place, unless ``grad`` has a NaN or Inf.
+
+    ``seen`` (a 0-dim bool buffer) becomes true once a finite gradient was stored. Device-side
+    only: no ``.item()``, so a training step never waits for the accelerator here. A
+    non-finite step (an AMP overflow, say) leaves both buffers as they were.
+    """
+    magnitude = grad.detach().abs().to(statistic.dtype)
+    finite = torch.isfinite(magnitude.sum())  # NaN and Inf both make the sum non-finite
+    statistic.copy_(torch.where(finite, magnitude, statistic))
+    seen.logical_or_(finite)
+
+
+class _EffectiveWeight(torch.autograd.Function):
+    """``W_eff = W * S`` for a precomputed scaled mask ``S = M / k``, two backward rules.
+
+    ``dense`` (the authors' code, straight-through): ``dL/dW = dL/dW_eff`` for every edge.
+    ``masked`` (textbook DropConnect): ``dL/dW = dL/dW_eff * S``. With ``record`` the
+    backward also stores ``|dL/dW_eff|`` (see :func:`record_gradient`).
+
+    One multiply forward and at most one backward: cheaper than the equivalent
+    ``W + (W * S - W).detach()``, which costs three elementwise passes.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        weight: Tensor,
+        scale: Tensor,
+        dense: bool,
+        record: tuple[Tensor, Tensor] | None,
+    ) -> Tensor:
+        ctx.dense = dense
+        ctx.record = record
+        if not dense:
+            ctx.save_for_backward(scale)
+        return weight * scale
+
+    @staticmethod
+    def backward(ctx: Any, grad_eff: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
+        if ctx.record is not None:
+            record_gradient(*ctx.record, grad_eff)
+        if ctx.dense:
+            return grad_eff, None, None, None
+        (scale,) = ctx.saved_tensors
+        return grad_eff * scale, None, None, None
+
+
+def apply_weight_mask(
+    weight: Tensor,
+    scale: Tensor,
+    update: UpdateMode = "dense",
+    *,
+    record: tuple[Tensor, Tensor] | None = None,
+) -> Tensor:
+    """``W_eff = W * scale`` where ``scale = M / k``; ``update`` picks the backward rule.
+
+    ``"dense"``: the optimizer receives ``dL/dW_eff`` for every edge, dropped or not
+    (straight-through, the authors' code). ``"masked"``: plain autograd through the mask,
+    ``dL/dW = dL/dW_eff * M / k`` (textbook DropConnect; dropped edges get no gradient).
+    ``record=(statistic, seen)`` stores ``|dL/dW_eff|`` there during backward; it is dense in
+    both modes, so a dropped edge is not mistaken for an unimportant one.
+    """
+    check_choice("update", update, UPDATE_MODES)
+    return _EffectiveWeight.apply(weight, scale, update == "dense", record)
+
+
+def drop_connect(
+    weight: Tensor,
+    probs: Tensor | float,
+    training: bool = True,
+    *,
+    rescale: RescaleMode = "empirical",
+    update: UpdateMode = "dense",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """One DropConnect draw on ``weight``: ``W * M / k`` with ``M ~ Bernoulli(1 - probs)``.
+
+    The functional form of :class:`~dynamic_dropconnect.DropConnect` (a fixed rate ``probs``)
+    and of :class:`~dynamic_dropconnect.DynamicDropConnect` (per-edge ``probs`` from
+    :func:`ddc_drop_probabilities`). Returns ``weight`` itself when not ``training``.
+    """
+    if not training:
+        return weight
+    mask = sample_keep_mask(weight.detach(), probs, generator)
+    return apply_weight_mask(weight, mask / rescale_factor(mask, probs, rescale), update)

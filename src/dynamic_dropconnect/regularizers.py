@@ -1,0 +1,374 @@
+"""Weight-level regularizers: fixed-rate DropConnect and Dynamic DropConnect.
+
+A regularizer is a small module that maps a layer's weight ``W`` to the effective weight used
+in one training forward pass. It holds hyperparameters and, for DDC, the gradient statistic.
+Attach it to layers with :func:`dynamic_dropconnect.apply`; the layers themselves are in
+:mod:`dynamic_dropconnect.layers`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from . import functional as F
+from .functional import Direction, RescaleMode, UpdateMode, check_choice
+from .per_sample import BatchedOp, per_sample_masked_op
+
+__all__ = ["MASK_MODES", "PRESETS", "STATISTICS", "DropConnect", "DynamicDropConnect", "WeightDrop"]
+
+MASK_MODES: tuple[str, ...] = ("batch", "sample")
+STATISTICS: tuple[str, ...] = ("gradient", "weight")
+PRESETS: tuple[str, ...] = ("default", "reference")
+
+DEFAULT_MAX_MASK_BYTES = 256 * 2**20
+
+
+class WeightDrop(nn.Module):
+    """Common machinery of weight-dropping regularizers (not used directly).
+
+    Subclasses say how the per-edge drop probabilities are chosen
+    (:meth:`drop_probabilities`); this class samples the mask, rescales, picks the gradient
+    rule and keeps cheap monitoring values. Options shared by every subclass:
+
+    Args:
+        rescale: divisor ``k`` of ``W * M / k``: ``"empirical"`` (kept fraction of the
+            sampled mask, the authors' code), ``"expected"`` (``1 - mean(p_ij)``),
+            ``"per_edge"`` (``1 - p_ij``), ``"none"``.
+        update: ``"dense"`` (straight-through: every edge gets ``dL/dW_eff``, the authors'
+            code) or ``"masked"`` (gradient through the mask, textbook DropConnect).
+        mask_mode: ``"batch"`` (one mask per weight and forward pass, the paper) or
+            ``"sample"`` (one mask per example, Wan et al. 2013; chunked).
+        max_mask_bytes: memory budget of the per-example masks of one chunk in
+            ``"sample"`` mode (default 256 MiB).
+        generator: optional ``torch.Generator`` for reproducible masks (on the weight's
+            device).
+    """
+
+    def __init__(
+        self,
+        *,
+        rescale: RescaleMode = "empirical",
+        update: UpdateMode = "dense",
+        mask_mode: str = "batch",
+        max_mask_bytes: int = DEFAULT_MAX_MASK_BYTES,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        check_choice("rescale", rescale, F.RESCALE_MODES)
+        check_choice("update", update, F.UPDATE_MODES)
+        check_choice("mask_mode", mask_mode, MASK_MODES)
+        if not isinstance(max_mask_bytes, int) or max_mask_bytes <= 0:
+            raise ValueError(f"max_mask_bytes must be a positive int, got {max_mask_bytes!r}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        self.rescale: RescaleMode = rescale
+        self.update: UpdateMode = update
+        self.mask_mode = mask_mode
+        self.max_mask_bytes = max_mask_bytes
+        self.generator = generator
+        # Monitoring, kept on the device (never read back per step): the mean drop
+        # probability used and the kept fraction realized by the last training forward.
+        self.register_buffer("last_mean_drop_prob", torch.full((), float("nan")), persistent=False)
+        self.register_buffer("last_kept_fraction", torch.full((), float("nan")), persistent=False)
+
+    # -- to be provided by subclasses -------------------------------------------------------
+    def drop_probabilities(self, weight: Tensor) -> Tensor | float:
+        """Drop probability of every edge for the next mask (a tensor or one rate)."""
+        raise NotImplementedError
+
+    def _gradient_record(self) -> tuple[Tensor, Tensor] | None:
+        """Buffers that backward fills with ``|dL/dW_eff|``; ``None`` when not needed."""
+        return None
+
+    def prepare(self, weight: Tensor) -> None:
+        """Size any per-edge state to ``weight`` (called when attached to a layer)."""
+
+    # -- shared -----------------------------------------------------------------------------
+    def forward(self, weight: Tensor) -> Tensor:
+        """Effective weight ``W * M / k`` in training ("batch" mode), ``W`` itself in eval."""
+        if not self.training:
+            return weight
+        if self.mask_mode == "sample":
+            raise RuntimeError(
+                "mask_mode='sample' needs the layer input: call per_sample(x, weight, op) "
+                "(the layers that dynamic_dropconnect.apply makes do this)"
+            )
+        probs = self.drop_probabilities(weight)
+        mask = F.sample_keep_mask(weight.detach(), probs, self.generator)
+        divisor = F.rescale_factor(mask, probs, self.rescale)
+        self._monitor(probs, mask.mean())
+        return F.apply_weight_mask(
+            weight, mask / divisor, self.update, record=self._gradient_record()
+        )
+
+    def per_sample(self, x: Tensor, weight: Tensor, op: BatchedOp) -> Tensor:
+        """``op`` on ``x`` with an independent mask per example ("sample" mode, training).
+
+        ``op(x_chunk, ws)`` computes the layer (without bias) for a chunk of examples with one
+        weight each, ``ws`` of shape ``(chunk, *weight.shape)``. Memory stays within
+        ``max_mask_bytes`` per chunk; backward replays the masks instead of storing them.
+        """
+        if x.dim() < 2:
+            raise ValueError(
+                f"mask_mode='sample' needs a leading batch dimension, got input of shape "
+                f"{tuple(x.shape)}"
+            )
+        probs = self.drop_probabilities(weight)
+        self._monitor(probs, None)
+        return per_sample_masked_op(
+            x,
+            weight,
+            probs,
+            op,
+            rescale=self.rescale,
+            dense=self.update == "dense",
+            max_bytes=self.max_mask_bytes,
+            generator=self.generator,
+            record=self._gradient_record(),
+            on_kept=self.last_kept_fraction.copy_,
+        )
+
+    def _monitor(self, probs: Tensor | float, kept: Tensor | None) -> None:
+        mean_prob = probs.mean() if isinstance(probs, Tensor) else probs
+        self.last_mean_drop_prob.fill_(mean_prob)
+        if kept is not None:
+            self.last_kept_fraction.copy_(kept)
+
+    def _options_repr(self) -> str:
+        parts = [f"rescale={self.rescale!r}", f"update={self.update!r}"]
+        if self.mask_mode != "batch":
+            parts.append(f"mask_mode={self.mask_mode!r}, max_mask_bytes={self.max_mask_bytes}")
+        return ", ".join(parts)
+
+
+def _check_rate(name: str, value: float, low: float, high: float, *, high_open: bool) -> None:
+    ok = low <= value < high if high_open else low <= value <= high
+    if not ok:
+        bracket = ")" if high_open else "]"
+        raise ValueError(f"{name} must be in [{low}, {high}{bracket}, got {value!r}")
+
+
+class DropConnect(WeightDrop):
+    r"""DropConnect with one fixed drop rate for every edge (Wan et al., ICML 2013).
+
+    .. math:: W_{eff} = W \odot M / k,\quad M_{ij} \sim \mathrm{Bernoulli}(1 - p)
+
+    The baseline of the paper's comparisons: it shares every option with
+    :class:`DynamicDropConnect`, so two runs differ only in how ``p_ij`` is chosen.
+
+    Args:
+        p: drop probability of each edge, in ``[0, 1)``. Default 0.5.
+        **options: ``rescale``, ``update``, ``mask_mode``, ``max_mask_bytes``, ``generator``
+            (see :class:`WeightDrop`).
+
+    Shape:
+        ``forward(weight)`` returns a tensor of ``weight``'s shape.
+
+    Examples::
+
+        >>> layer = ddc.apply(nn.Linear(20, 30), method="dropconnect", include=[""], p=0.5)
+    """
+
+    def __init__(self, p: float = 0.5, **options: Any) -> None:
+        super().__init__(**options)
+        _check_rate("p", p, 0.0, 1.0, high_open=True)
+        self.p = float(p)
+
+    def drop_probabilities(self, weight: Tensor) -> float:
+        return self.p
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, {self._options_repr()}"
+
+
+class DynamicDropConnect(WeightDrop):
+    r"""Dynamic DropConnect: a drop rate per edge from its z-scored gradient magnitude.
+
+    Yang & Chen, "Dynamic DropConnect: Enhancing Neural Network Robustness through Adaptive
+    Edge Dropping Strategies", arXiv 2502.19948. For each step, with ``g`` the gradient of the
+    loss w.r.t. the effective weight in the most recent backward pass:
+
+    .. math::
+        z = \frac{|g| - \mathrm{mean}|g|}{\mathrm{std}|g| + \epsilon},\quad
+        q = 1 - \sigma(z),\quad
+        p_{ij} = \min(p + p_g\, q_{ij} [q_{ij} > \tau],\ p_{max}),\quad
+        W_{eff} = W \odot M / k,\ M_{ij} \sim \mathrm{Bernoulli}(1 - p_{ij})
+
+    How the statistic is captured: the effective weight is produced by an autograd function
+    whose backward stores ``|dL/dW_eff|`` into the buffer ``grad_magnitude`` (a state_dict
+    entry, so a resumed run is exact). It is dense: dropped edges have a gradient too. So
+    ``optimizer.zero_grad(set_to_none=True)`` before the forward pass does not matter; with
+    gradient accumulation the most recent backward wins; a backward with any NaN/Inf (an AMP
+    overflow step) leaves the statistic unchanged. The z-score does not depend on the loss
+    scale of AMP.
+
+    Under ``DistributedDataParallel`` each rank records the gradient of its *own* shard of the
+    batch (before the all-reduce). With DDP's default ``broadcast_buffers=True`` rank 0's
+    buffer is broadcast at every forward, so all ranks then use rank 0's local statistic;
+    with ``broadcast_buffers=False`` each rank uses its own. Masks are drawn per rank.
+
+    Args:
+        p: base drop rate every edge gets, in ``[0, 1)``. Default 0.3 (authors' code).
+        pg: gradient unit rate, the scale of the extra rate, ``>= 0``. Default 0.5.
+        tau: threshold in ``[0, 1]`` on the candidate probability ``q``. Default 0.5: only
+            edges whose ``|g|`` is below the layer mean get an extra rate.
+        direction: ``"small"`` (drop small gradients, the method) or ``"big"`` (ablation).
+        statistic: ``"gradient"`` (the method) or ``"weight"`` (ablation: the same recipe on
+            ``|W|``, the "small_weight"/"big_weight" variants with ``direction``).
+        zscore: standardise layer-wise (default); ``False`` uses ``z = |g|`` (ablation).
+        p_max: clamp of ``p_ij``, in ``(0, 1)``, or ``None`` (then ``p + pg`` must be
+            ``<= 1``). ``"auto"`` (default): 0.95, or ``None`` under ``preset="reference"``.
+            At the default rates the clamp never binds.
+        eps: added to the standard deviation. Default 1e-9.
+        preset: ``"default"`` or ``"reference"``: the authors' code bit for bit in semantics
+            (no drop at all before the first gradient, no clamp, empirical rescale, dense
+            update, batch mask); an explicit option that contradicts it is an error.
+        **options: ``rescale``, ``update``, ``mask_mode``, ``max_mask_bytes``, ``generator``
+            (see :class:`WeightDrop`).
+
+    Before the first finite gradient has been recorded every edge is dropped at ``p``
+    (``preset="reference"``: not at all). In eval mode the weight is used unchanged.
+
+    Shape:
+        ``forward(weight)`` returns a tensor of ``weight``'s shape.
+
+    Examples::
+
+        >>> import dynamic_dropconnect as ddc
+        >>> model = ddc.apply(model, method="ddc")          # every nn.Linear
+        >>> # train as usual: opt.zero_grad(); loss.backward(); opt.step()
+    """
+
+    _REFERENCE: ClassVar[dict[str, Any]] = {
+        "p_max": None,
+        "rescale": "empirical",
+        "update": "dense",
+        "mask_mode": "batch",
+    }
+
+    def __init__(
+        self,
+        p: float = 0.3,
+        pg: float = 0.5,
+        tau: float = 0.5,
+        *,
+        direction: Direction = "small",
+        statistic: str = "gradient",
+        zscore: bool = True,
+        p_max: float | Literal["auto"] | None = "auto",
+        eps: float = 1e-9,
+        preset: str = "default",
+        **options: Any,
+    ) -> None:
+        check_choice("preset", preset, PRESETS)
+        if preset == "reference":
+            given = {"p_max": p_max, **options}
+            for key, value in self._REFERENCE.items():
+                if key in given and given[key] != "auto" and given[key] != value:
+                    raise ValueError(
+                        f"preset='reference' fixes {key}={value!r}; got {key}={given[key]!r}"
+                    )
+            options = {**options, **{k: v for k, v in self._REFERENCE.items() if k != "p_max"}}
+            p_max = None
+        elif p_max == "auto":
+            p_max = 0.95
+        super().__init__(**options)
+        _check_rate("p", p, 0.0, 1.0, high_open=True)
+        if not pg >= 0.0:
+            raise ValueError(f"pg must be >= 0, got {pg!r}")
+        _check_rate("tau", tau, 0.0, 1.0, high_open=False)
+        check_choice("direction", direction, F.DIRECTIONS)
+        check_choice("statistic", statistic, STATISTICS)
+        if p_max is None:
+            if p + pg > 1.0:
+                raise ValueError(
+                    f"p + pg = {p + pg} > 1 without a clamp gives drop probabilities above 1; "
+                    f"lower p={p} or pg={pg}, or set p_max in (0, 1)"
+                )
+        elif not (isinstance(p_max, float | int) and 0.0 < p_max < 1.0):
+            raise ValueError(f"p_max must be in (0, 1) or None, got {p_max!r}")
+        elif p > p_max:
+            raise ValueError(f"p={p} exceeds p_max={p_max}")
+        if not eps > 0.0:
+            raise ValueError(f"eps must be > 0, got {eps!r}")
+        self.p, self.pg, self.tau = float(p), float(pg), float(tau)
+        self.direction: Direction = direction
+        self.statistic = statistic
+        self.zscore = bool(zscore)
+        self.p_max: float | None = None if p_max is None else float(p_max)
+        self.eps = float(eps)
+        self.preset = preset
+        # |dL/dW_eff| of the most recent finite backward; sized lazily to the weight.
+        self.register_buffer("grad_magnitude", torch.zeros(0))
+        self.register_buffer("has_gradient", torch.zeros((), dtype=torch.bool))
+
+    def prepare(self, weight: Tensor) -> None:
+        if self.grad_magnitude.shape != weight.shape:
+            if self.grad_magnitude.numel() != 0:
+                raise RuntimeError(
+                    f"grad_magnitude has shape {tuple(self.grad_magnitude.shape)} but the weight "
+                    f"has {tuple(weight.shape)}: one DynamicDropConnect serves one weight"
+                )
+            self.grad_magnitude = weight.detach().new_zeros(weight.shape)
+            self.has_gradient = self.has_gradient.to(weight.device)
+
+    def drop_probabilities(self, weight: Tensor) -> Tensor:
+        """``p_ij`` for the next mask, from the stored statistic (or ``|W|`` for ablations)."""
+        if self.statistic == "weight":
+            source, p, pg = weight.detach(), self.p, self.pg
+        else:
+            self.prepare(weight)
+            source = self.grad_magnitude
+            # Before the first gradient: rate p (reference: 0), as 0-dim tensor arithmetic so
+            # the step never waits on the device to decide.
+            seen = self.has_gradient.to(source.dtype)
+            pg = seen * self.pg
+            p = seen * self.p if self.preset == "reference" else self.p
+        return F.ddc_drop_probabilities(
+            source,
+            p,
+            pg,
+            self.tau,
+            direction=self.direction,
+            zscore=self.zscore,
+            p_max=self.p_max,
+            eps=self.eps,
+        )
+
+    def _gradient_record(self) -> tuple[Tensor, Tensor] | None:
+        if self.statistic == "weight":
+            return None
+        return self.grad_magnitude, self.has_gradient
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        keys = (prefix + "grad_magnitude", prefix + "has_gradient")
+        if not any(key in state_dict for key in keys):
+            # A checkpoint of the plain model (no regularizer): keep its weights, start the
+            # statistic afresh instead of reporting missing keys.
+            self.grad_magnitude.zero_()
+            self.has_gradient.zero_()
+            return
+        incoming = state_dict.get(keys[0])
+        if incoming is not None and incoming.shape != self.grad_magnitude.shape:
+            # The statistic is sized lazily: adopt the incoming shape before the copy.
+            self.grad_magnitude = self.grad_magnitude.new_zeros(incoming.shape)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        parts = [f"p={self.p}, pg={self.pg}, tau={self.tau}"]
+        if self.direction != "small":
+            parts.append(f"direction={self.direction!r}")
+        if self.statistic != "gradient":
+            parts.append(f"statistic={self.statistic!r}")
+        if not self.zscore:
+            parts.append("zscore=False")
+        parts.append(f"p_max={self.p_max}")
+        if self.preset != "default":
+            parts.append(f"preset={self.preset!r}")
+        parts.append(self._options_repr())
+        return ", ".join(parts)
