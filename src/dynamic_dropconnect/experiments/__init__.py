@@ -1,0 +1,1 @@
+"""Reproduction suite for Dynamic DropConnect: datasets, models, training and reports."""

@@ -1,0 +1,246 @@
+"""The paper's convolutional models: SimpleCNN1, SimpleCNN2, AlexNet (two sizes) and VGG13-BN.
+
+Layouts follow the authors' code (cuda-convnet style SimpleCNNs, torchvision-style AlexNet and
+VGG). None of them contains any regularization: the training code swaps the ``act*``/``drop*``
+slots and wraps ``linear1`` (see :class:`~.layers.SlotModel`).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from .layers import LocallyConnected2d, SlotModel
+
+__all__ = ["VGG13BN", "VGG13_CFG", "AlexNet", "AlexNetNORB", "SimpleCNN1", "SimpleCNN2", "pool_out"]
+
+
+def pool_out(size: int, kernel: int = 3, stride: int = 2, padding: int = 0) -> int:
+    """Spatial size after a (floor-mode) pooling or convolution."""
+    out = (size + 2 * padding - kernel) // stride + 1
+    if out <= 0:
+        raise ValueError(f"input of size {size} is too small for this model")
+    return out
+
+
+class SimpleCNN1(SlotModel):
+    """cuda-convnet "layers-18pct" net, in the order of the authors' SimpleCNN1 (MNIST, CIFAR-10).
+
+    conv in→32 k5 p2, maxpool 3/2, ReLU, conv 32→32 k5 p2, ReLU, avgpool 3/2, conv 32→64 k5 p2,
+    ReLU, avgpool 3/2, flatten, ``linear1`` →64, ``act1``, ``drop1``, ``linear2`` 64→C.
+    The flatten size is 64·2·2 = 256 at 28 px and 64·3·3 = 576 at 32 px.
+    """
+
+    def __init__(self, *, num_classes: int, in_channels: int, image_size: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 5, padding=2),
+            nn.MaxPool2d(3, 2),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 5, padding=2),
+            nn.ReLU(),
+            nn.AvgPool2d(3, 2),
+            nn.Conv2d(32, 64, 5, padding=2),
+            nn.ReLU(),
+            nn.AvgPool2d(3, 2),
+            nn.Flatten(),
+        )
+        side = pool_out(pool_out(pool_out(image_size)))
+        self.flat_features = 64 * side * side
+        self.linear1 = nn.Linear(self.flat_features, 64)
+        self.act1: nn.Module = nn.ReLU()
+        self.drop1: nn.Module = nn.Identity()
+        self.linear2 = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = self.drop1(self.act1(self.linear1(x)))
+        return self.linear2(x)
+
+
+class SimpleCNN2(SlotModel):
+    """The authors' SimpleCNN2 (CIFAR-10, NORB): two convolutions, two locally connected layers.
+
+    conv in→64 k5 p2, ReLU, maxpool 3/2, conv 64→64 k5 p2, ReLU, maxpool 3/2,
+    locally-connected 64→64 k3 p1, ReLU, locally-connected 64→32 k3 p1, ReLU, flatten
+    (32·7·7 = 1568 at 32 px), ``linear1`` →128, ``act1``, ``drop1``, ``linear2`` 128→C.
+    """
+
+    def __init__(self, *, num_classes: int, in_channels: int, image_size: int) -> None:
+        super().__init__()
+        side = pool_out(pool_out(image_size))
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 64, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 64, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            LocallyConnected2d(64, 64, side, 3, 1),
+            nn.ReLU(),
+            LocallyConnected2d(64, 32, side, 3, 1),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        self.flat_features = 32 * side * side
+        self.linear1 = nn.Linear(self.flat_features, 128)
+        self.act1: nn.Module = nn.ReLU()
+        self.drop1: nn.Module = nn.Identity()
+        self.linear2 = nn.Linear(128, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = self.drop1(self.act1(self.linear1(x)))
+        return self.linear2(x)
+
+
+class AlexNet(SlotModel):
+    """AlexNet for 224 px inputs, torchvision layout (the authors' CIFAR-10 AlexNet, upsampled).
+
+    Features: conv 64 k11 s4 p2, maxpool 3/2, conv 192 k5 p2, maxpool, conv 384 k3, conv 256 k3,
+    conv 256 k3, maxpool, adaptive avgpool 6×6 (ReLU after every conv). Classifier: ``linear1``
+    9216→4096, ``act1``, ``drop1``, ``linear2`` 4096→4096, ReLU, ``linear3`` 4096→C.
+    torchvision's two Dropouts become the single ``drop1`` slot after the DDC layer, as in the
+    authors' code. The adaptive pool lets other sizes (≥ 63 px) run, but 224 is the intended one.
+    """
+
+    def __init__(self, *, num_classes: int, in_channels: int = 3, image_size: int = 224) -> None:
+        super().__init__()
+        del image_size  # the adaptive pool makes the classifier size independent of it
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 64, 11, stride=4, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(384, 256, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(256, 256, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.AdaptiveAvgPool2d((6, 6)),
+            nn.Flatten(),
+        )
+        self.flat_features = 256 * 6 * 6
+        self.linear1 = nn.Linear(self.flat_features, 4096)
+        self.act1: nn.Module = nn.ReLU()
+        self.drop1: nn.Module = nn.Identity()
+        self.linear2 = nn.Linear(4096, 4096)
+        self.act_fc2 = nn.ReLU()
+        self.linear3 = nn.Linear(4096, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = self.drop1(self.act1(self.linear1(x)))
+        x = self.act_fc2(self.linear2(x))
+        return self.linear3(x)
+
+
+class AlexNetNORB(SlotModel):
+    """A reduced AlexNet for small NORB (2 stereo channels, 32 or 96 px). Our design.
+
+    The authors' NORB AlexNet is not specified beyond "AlexNet", and the 224-px network does not fit
+    32-px inputs, so this keeps AlexNet's shape (5 convolutions 64-192-384-256-256, three max pools,
+    three fully connected layers) with a small-image stem:
+
+    conv in→64 k5 s1 p2 (s2 when ``image_size > 48``), ReLU, maxpool 3/2, conv 64→192 k5 p2, ReLU,
+    maxpool 3/2, conv 192→384 k3 p1, ReLU, conv 384→256 k3 p1, ReLU, conv 256→256 k3 p1, ReLU,
+    maxpool 3/2, adaptive avgpool 3×3, ``linear1`` 2304→1024, ``act1``, ``drop1``,
+    ``linear2`` 1024→1024, ReLU, ``linear3`` 1024→C.
+
+    Spatial sizes: 32 px → 32, 15, 7, 3 → 3×3; 96 px → 48, 23, 11, 5 → 3×3.
+    """
+
+    def __init__(
+        self, *, num_classes: int, in_channels: int = 2, image_size: int = 32, hidden: int = 1024
+    ) -> None:
+        super().__init__()
+        stride = 2 if image_size > 48 else 1
+        pool_out(pool_out(pool_out(pool_out(image_size, 5, stride, 2))))  # raises if too small
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 64, 5, stride=stride, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(384, 256, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(256, 256, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.AdaptiveAvgPool2d((3, 3)),
+            nn.Flatten(),
+        )
+        self.flat_features = 256 * 3 * 3
+        self.linear1 = nn.Linear(self.flat_features, hidden)
+        self.act1: nn.Module = nn.ReLU()
+        self.drop1: nn.Module = nn.Identity()
+        self.linear2 = nn.Linear(hidden, hidden)
+        self.act_fc2 = nn.ReLU()
+        self.linear3 = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = self.drop1(self.act1(self.linear1(x)))
+        x = self.act_fc2(self.linear2(x))
+        return self.linear3(x)
+
+
+VGG13_CFG: tuple[int | str, ...] = (
+    64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"
+)  # fmt: skip
+
+
+class VGG13BN(SlotModel):
+    """VGG13 with BatchNorm for 32-px images (the authors' CIFAR-10/100 and NORB VGG).
+
+    Features: cfg ``[64, 64, M, 128, 128, M, 256, 256, M, 512, 512, M, 512, 512, M]`` of
+    conv k3 p1 → BatchNorm → ReLU, then adaptive avgpool 1×1 (a no-op at 32 px, where the map is
+    already 1×1; it lets 96-px NORB run too). Classifier: ``linear1`` 512→512, ``act1``,
+    ``drop1``, ``linear2`` 512→512, ``act2``, ``drop2``, ``linear3`` 512→C. The two dropout slots
+    match the authors' two Dropouts; DDC targets ``linear1`` only.
+    """
+
+    activation_slots: ClassVar[tuple[str, ...]] = ("act1", "act2")
+    dropout_slots: ClassVar[tuple[str, ...]] = ("drop1", "drop2")
+
+    def __init__(self, *, num_classes: int, in_channels: int = 3, image_size: int = 32) -> None:
+        super().__init__()
+        if image_size < 32:
+            raise ValueError(f"VGG13BN needs images of at least 32 px, got {image_size}")
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for item in VGG13_CFG:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                assert isinstance(item, int)
+                layers += [
+                    nn.Conv2d(channels, item, 3, padding=1),
+                    nn.BatchNorm2d(item),
+                    nn.ReLU(),
+                ]
+                channels = item
+        layers += [nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten()]
+        self.features = nn.Sequential(*layers)
+        self.linear1 = nn.Linear(512, 512)
+        self.act1: nn.Module = nn.ReLU()
+        self.drop1: nn.Module = nn.Identity()
+        self.linear2 = nn.Linear(512, 512)
+        self.act2: nn.Module = nn.ReLU()
+        self.drop2: nn.Module = nn.Identity()
+        self.linear3 = nn.Linear(512, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = self.drop1(self.act1(self.linear1(x)))
+        x = self.drop2(self.act2(self.linear2(x)))
+        return self.linear3(x)
