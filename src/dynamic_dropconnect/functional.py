@@ -131,12 +131,14 @@ def sample_keep_mask(
     return (uniform >= probs).to(like.dtype)
 
 
-def rescale_factor(mask: Tensor, probs: Tensor | float, mode: RescaleMode) -> Tensor | float:
+def rescale_factor(
+    mask: Tensor, probs: Tensor | float, mode: RescaleMode, *, per_example: bool = False
+) -> Tensor | float:
     """The divisor ``k`` of ``W_eff = W * M / k``, never zero.
 
     - ``"empirical"``: kept fraction of this mask, ``sum(M) / numel`` (the authors' code;
-      ``1 - r`` for the realized layer drop rate ``r`` of the paper's Equation 6). A mask with
-      a leading per-example dimension gets one ``k`` per example.
+      ``1 - r`` for the realized layer drop rate ``r`` of the paper's Equation 6). With
+      ``per_example`` the mask's first dimension indexes examples, each with its own ``k``.
     - ``"expected"``: ``1 - mean(p_ij)``.
     - ``"per_edge"``: ``1 - p_ij`` elementwise (unbiased for every single weight).
     - ``"none"``: 1.
@@ -146,14 +148,14 @@ def rescale_factor(mask: Tensor, probs: Tensor | float, mode: RescaleMode) -> Te
     if mode == "none":
         return 1.0
     if mode == "empirical":
-        weight_dims = probs.dim() if isinstance(probs, Tensor) and probs.dim() else None
-        if weight_dims is None or weight_dims == mask.dim():
+        if not per_example:
             return mask.mean().clamp_min(1.0 / mask.numel())
-        dims = tuple(range(mask.dim() - weight_dims, mask.dim()))
-        return mask.mean(dim=dims, keepdim=True).clamp_min(1.0 / probs.numel())  # type: ignore[union-attr]
+        dims = tuple(range(1, mask.dim()))
+        return mask.mean(dim=dims, keepdim=True).clamp_min(1.0 / mask[0].numel())
     if mode == "expected":
-        mean = probs.mean() if isinstance(probs, Tensor) else probs
-        return (1.0 - mean).clamp_min(1e-6) if isinstance(mean, Tensor) else 1.0 - mean
+        if isinstance(probs, Tensor):
+            return (1.0 - probs.mean()).clamp_min(1e-6)
+        return 1.0 - probs
     if mode == "per_edge":
         return (1.0 - probs).clamp_min(1e-6) if isinstance(probs, Tensor) else 1.0 - probs
     check_choice("rescale", mode, RESCALE_MODES)

@@ -59,7 +59,7 @@ def _chunk_scales(
     for start in range(0, batch, chunk):
         stop = min(start + chunk, batch)
         mask = sample_keep_mask(weight, probs, generator, batch=stop - start)
-        yield start, stop, mask / rescale_factor(mask, probs, rescale)
+        yield start, stop, mask / rescale_factor(mask, probs, rescale, per_example=True)
 
 
 class _PerSampleFn(torch.autograd.Function):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -48,8 +49,8 @@ class Standout(nn.Module):
     Args:
         alpha: scale of the pre-activation in the keep probability.
         beta: offset of the keep probability (logit space).
-        activation: ``f``, applied to the pre-activation. Default ``nn.ReLU()``; ``None``
-            for the identity.
+        activation: ``f``, applied to the pre-activation: a module, ``"relu"`` (default,
+            a new ``nn.ReLU()``) or ``None`` for the identity.
         generator: optional ``torch.Generator`` for reproducible masks.
 
     Shape:
@@ -64,7 +65,7 @@ class Standout(nn.Module):
         self,
         alpha: float = 1.0,
         beta: float = 0.0,
-        activation: nn.Module | None = None,
+        activation: nn.Module | Literal["relu"] | None = "relu",
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -72,7 +73,9 @@ class Standout(nn.Module):
             if not (isinstance(value, int | float) and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         self.alpha, self.beta = float(alpha), float(beta)
-        self.activation = nn.ReLU() if activation is None else activation
+        if activation == "relu":
+            activation = nn.ReLU()
+        self.activation = nn.Identity() if activation is None else activation
         self.generator = generator
 
     def forward(self, preact: Tensor) -> Tensor:

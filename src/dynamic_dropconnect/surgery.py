@@ -19,10 +19,10 @@ METHODS: dict[str, type[WeightDrop]] = {"ddc": DynamicDropConnect, "dropconnect"
 def _patterns(name: str, value: str | Iterable[str] | None) -> list[str] | None:
     if value is None:
         return None
-    patterns = [value] if isinstance(value, str) else list(value)
-    if not all(isinstance(p, str) for p in patterns):
+    patterns = [value] if isinstance(value, str) else value
+    if not isinstance(patterns, Iterable) or not all(isinstance(p, str) for p in patterns):
         raise TypeError(f"{name} must be a glob pattern or a list of them, got {value!r}")
-    return patterns
+    return list(patterns)
 
 
 def apply(

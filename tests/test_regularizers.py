@@ -1,0 +1,268 @@
+"""DynamicDropConnect / DropConnect modules: statistic capture, rescaling, update rules, state."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import dynamic_dropconnect as ddc
+
+
+def _layer(seed: int = 0, **hyper: object) -> nn.Linear:
+    torch.manual_seed(seed)
+    return ddc.apply(nn.Linear(12, 8), "ddc", include=[""], **hyper)  # type: ignore[return-value]
+
+
+def _step(layer: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    loss = F.mse_loss(layer(x), target)
+    loss.backward()
+    return loss
+
+
+def _grad_wrt_effective_weight(
+    layer: nn.Linear, x: torch.Tensor, t: torch.Tensor, eff: torch.Tensor
+):
+    """dL/dW_eff computed independently with autograd on a leaf copy of W_eff."""
+    eff = eff.detach().requires_grad_()
+    F.mse_loss(F.linear(x, eff, layer.bias.detach()), t).backward()
+    return eff.grad
+
+
+class _Capture:
+    """Records the effective weight a layer used in its last forward."""
+
+    def __init__(self, layer: nn.Linear) -> None:
+        self.eff: torch.Tensor | None = None
+        original = layer.regularizer.forward
+
+        def wrapped(weight: torch.Tensor) -> torch.Tensor:
+            self.eff = original(weight)
+            return self.eff
+
+        layer.regularizer.forward = wrapped  # type: ignore[method-assign]
+
+
+def test_statistic_is_dense_grad_of_effective_weight_in_zero_grad_loop() -> None:
+    for update in ("dense", "masked"):
+        layer = _layer(update=update)
+        cap = _Capture(layer)
+        opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+        x, t = torch.randn(32, 12), torch.randn(32, 8)
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)  # .grad is None at forward time
+            _step(layer, x, t)
+            expected = _grad_wrt_effective_weight(layer, x, t, cap.eff).abs()
+            torch.testing.assert_close(layer.regularizer.grad_magnitude, expected)
+            # dropped edges have a gradient too: the statistic is dense
+            dropped = cap.eff == 0
+            assert dropped.any() and (layer.regularizer.grad_magnitude[dropped] > 0).all()
+            opt.step()
+
+
+def test_dense_update_passes_grad_of_effective_weight_masked_multiplies_mask() -> None:
+    x, t = torch.randn(16, 12), torch.randn(16, 8)
+    for update in ("dense", "masked"):
+        layer = _layer(update=update)
+        cap = _Capture(layer)
+        _step(layer, x, t)
+        g_eff = _grad_wrt_effective_weight(layer, x, t, cap.eff)
+        kept = cap.eff != 0
+        k = kept.float().mean()
+        expected = g_eff if update == "dense" else g_eff * kept / k
+        torch.testing.assert_close(layer.weight.grad, expected)
+
+
+def test_gradient_accumulation_keeps_most_recent_backward() -> None:
+    layer = _layer()
+    cap = _Capture(layer)
+    x1, t1, x2, t2 = torch.randn(8, 12), torch.randn(8, 8), torch.randn(8, 12), torch.randn(8, 8)
+    _step(layer, x1, t1)
+    first = layer.weight.grad.clone()
+    _step(layer, x2, t2)  # accumulates into .grad
+    torch.testing.assert_close(layer.regularizer.grad_magnitude, (layer.weight.grad - first).abs())
+    torch.testing.assert_close(
+        layer.regularizer.grad_magnitude, _grad_wrt_effective_weight(layer, x2, t2, cap.eff).abs()
+    )
+
+
+@pytest.mark.parametrize("rescale", ["empirical", "expected", "per_edge", "none"])
+def test_kept_weights_scaled_by_exactly_one_over_k(rescale: str) -> None:
+    layer = _layer(rescale=rescale)
+    _step(layer, torch.randn(8, 12), torch.randn(8, 8))  # get a non-trivial statistic
+    reg = layer.regularizer
+    gen_state = torch.get_rng_state()
+    probs = reg.drop_probabilities(layer.weight)
+    torch.set_rng_state(gen_state)
+    eff = reg(layer.weight).detach()
+    kept = eff != 0
+    k = {
+        "empirical": kept.float().mean(),
+        "expected": 1 - probs.mean(),
+        "per_edge": 1 - probs,
+        "none": torch.tensor(1.0),
+    }[rescale]
+    ratio = (layer.weight.detach() / k).expand_as(eff)
+    torch.testing.assert_close(eff[kept], ratio[kept], rtol=1e-6, atol=0)
+
+
+def test_realized_drop_rates_match_probabilities() -> None:
+    layer = _layer()
+    reg = layer.regularizer
+    reg.grad_magnitude.copy_(torch.rand(8, 12, generator=torch.Generator().manual_seed(5)))
+    reg.has_gradient.fill_(True)
+    probs = reg.drop_probabilities(layer.weight)
+    draws = 4000
+    dropped = torch.stack([reg(layer.weight).detach() == 0 for _ in range(draws)]).float()
+    tol = 4.5 * torch.sqrt(probs * (1 - probs) / draws)
+    assert torch.all((dropped.mean(0) - probs).abs() <= tol)
+    # and the layer-wise mean drop rate is about 0.5 at the defaults for uniform statistics
+    assert dropped.mean().item() == pytest.approx(probs.mean().item(), abs=0.01)
+
+
+def test_first_step_default_drops_at_base_rate_reference_not_at_all() -> None:
+    torch.manual_seed(0)
+    w = torch.randn(200, 100)
+    default = ddc.DynamicDropConnect(tau=0.0)  # tau=0 would give p+pg/2 on a zero statistic
+    default.prepare(w)
+    torch.testing.assert_close(default.drop_probabilities(w), torch.full_like(w, 0.3))
+    assert (default(w) == 0).float().mean().item() == pytest.approx(0.3, abs=0.01)
+
+    reference = ddc.DynamicDropConnect(preset="reference")
+    reference.prepare(w)
+    assert torch.equal(reference(w), w)  # no drop, no scaling on the very first step
+    reference.grad_magnitude.copy_(torch.rand_like(w))
+    reference.has_gradient.fill_(True)
+    expected = reference.drop_probabilities(w).mean().item()
+    assert expected > 0.45  # mean p + pg * E[q] for a uniform statistic: about 0.47
+    assert (reference(w) == 0).float().mean().item() == pytest.approx(expected, abs=0.01)
+
+
+def test_reference_preset_rejects_contradicting_options() -> None:
+    assert ddc.DynamicDropConnect(preset="reference").p_max is None
+    with pytest.raises(ValueError, match="rescale"):
+        ddc.DynamicDropConnect(preset="reference", rescale="expected")
+    with pytest.raises(ValueError, match="p_max"):
+        ddc.DynamicDropConnect(preset="reference", p_max=0.9)
+
+
+def test_eval_is_deterministic_and_equals_plain_layer() -> None:
+    layer = _layer()
+    _step(layer, torch.randn(8, 12), torch.randn(8, 8))
+    plain = nn.Linear(12, 8)
+    plain.load_state_dict(ddc.plain_state_dict(layer))
+    layer.eval()
+    x = torch.randn(5, 12)
+    assert torch.equal(layer(x), plain(x)) and torch.equal(layer(x), layer(x))
+
+
+def test_non_finite_gradient_leaves_statistic_and_weights_finite() -> None:
+    layer = _layer()
+    x, t = torch.randn(8, 12), torch.randn(8, 8)
+    _step(layer, x, t)
+    before = layer.regularizer.grad_magnitude.clone()
+    layer.zero_grad()
+    (layer(x).sum() * float("nan")).backward()  # an overflow step, as AMP's scaler would skip
+    assert torch.equal(layer.regularizer.grad_magnitude, before)
+    layer.zero_grad()
+    (layer(x).sum() * float("inf")).backward()
+    assert torch.equal(layer.regularizer.grad_magnitude, before)
+    out = layer(x)
+    assert torch.isfinite(out).all()
+    fresh = _layer()
+    fresh.zero_grad()
+    (fresh(x).sum() * float("nan")).backward()
+    assert not fresh.regularizer.has_gradient  # first step non-finite: still no statistic
+
+
+def test_state_dict_round_trip_resumes_exactly() -> None:
+    x, t = torch.randn(16, 12), torch.randn(16, 8)
+    layer = _layer()
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(3):
+        opt.zero_grad()
+        _step(layer, x, t)
+        opt.step()
+    saved = copy.deepcopy({"model": layer.state_dict(), "opt": opt.state_dict()})
+    assert set(saved["model"]) == {
+        "weight",
+        "bias",
+        "regularizer.grad_magnitude",
+        "regularizer.has_gradient",
+    }
+
+    def run(model: nn.Module, optim: torch.optim.Optimizer) -> list[torch.Tensor]:
+        torch.manual_seed(123)
+        outs = []
+        for _ in range(3):
+            optim.zero_grad()
+            outs.append(_step(model, x, t).detach())
+            optim.step()
+        return outs
+
+    expected = run(layer, opt)
+    resumed = _layer(seed=99)  # different init, fresh statistic
+    opt2 = torch.optim.SGD(resumed.parameters(), lr=0.1, momentum=0.9)
+    resumed.load_state_dict(saved["model"])
+    opt2.load_state_dict(saved["opt"])
+    assert torch.equal(torch.stack(run(resumed, opt2)), torch.stack(expected))
+
+
+def test_plain_checkpoint_loads_strictly_and_resets_statistic() -> None:
+    plain = nn.Linear(12, 8)
+    layer = _layer()
+    _step(layer, torch.randn(4, 12), torch.randn(4, 8))
+    layer.load_state_dict(plain.state_dict())  # strict: no missing-key error
+    assert torch.equal(layer.weight, plain.weight)
+    assert not layer.regularizer.has_gradient and layer.regularizer.grad_magnitude.abs().sum() == 0
+    plain.load_state_dict(ddc.plain_state_dict(layer))
+
+
+def test_generator_makes_masks_reproducible() -> None:
+    w = torch.randn(30, 30)
+    a = ddc.DropConnect(0.5, generator=torch.Generator().manual_seed(7))
+    b = ddc.DropConnect(0.5, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(a(w), b(w)) and not torch.equal(a(w), a(w))
+
+
+def test_weight_magnitude_ablation_uses_weight() -> None:
+    w = torch.randn(20, 20)
+    reg = ddc.DynamicDropConnect(statistic="weight", direction="big")
+    torch.testing.assert_close(
+        reg.drop_probabilities(w), ddc.functional.ddc_drop_probabilities(w, direction="big")
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"p": 1.0}, "p must be in"),
+        ({"p": -0.1}, "p must be in"),
+        ({"tau": 1.5}, "tau must be in"),
+        ({"pg": -1.0}, "pg must be"),
+        ({"p": 0.6, "pg": 0.5, "p_max": None}, "p \\+ pg = 1.1"),
+        ({"p_max": 1.0}, "p_max must be"),
+        ({"rescale": "sometimes"}, "'sometimes'"),
+        ({"update": "sparse"}, "'sparse'"),
+        ({"mask_mode": "token"}, "'token'"),
+        ({"statistic": "hessian"}, "'hessian'"),
+        ({"preset": "paper"}, "'paper'"),
+        ({"eps": 0.0}, "eps must be"),
+    ],
+)
+def test_bad_hyperparameters_are_named(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ddc.DynamicDropConnect(**kwargs)
+
+
+def test_dropconnect_validation_and_repr() -> None:
+    with pytest.raises(ValueError, match="got 1.5"):
+        ddc.DropConnect(1.5)
+    with pytest.raises(TypeError, match="torch.Generator"):
+        ddc.DropConnect(0.5, generator=3)  # type: ignore[arg-type]
+    assert "p=0.5" in repr(ddc.DropConnect(0.5))
+    text = repr(ddc.DynamicDropConnect(direction="big", zscore=False))
+    assert "direction='big'" in text and "zscore=False" in text and "pg=0.5" in text
