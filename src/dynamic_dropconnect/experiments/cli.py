@@ -1,0 +1,195 @@
+"""The ``ddc`` command: compare, synthetic, sweep, report, list, data.
+
+``ddc`` with no arguments runs the embedded default comparison (digits-mlp, the main methods,
+3 seeds) in a couple of minutes on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import DEFAULT_EXPERIMENT, EXPERIMENTS, get_experiment
+from .datasets import DATASETS, DatasetError, dataset_status, fetch_dataset, verify_dataset
+from .methods import MAIN_METHODS, METHODS
+from .suite import RunDirError, compare, shortened, sweep
+
+__all__ = ["main"]
+
+
+def _csv(kind: type, text: str) -> list:
+    try:
+        return [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated {kind.__name__}s: {text!r}"
+        ) from err
+
+
+def _default_out(prefix: str) -> Path:
+    return Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _seeds(args: argparse.Namespace) -> list[int]:
+    return list(range(args.seed0, args.seed0 + args.seeds))
+
+
+def _add_run_options(parser: argparse.ArgumentParser, seeds: int) -> None:
+    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, choices=sorted(EXPERIMENTS))
+    parser.add_argument("--seeds", type=int, default=seeds, help="number of seeds")
+    parser.add_argument("--seed0", type=int, default=0, help="first seed")
+    parser.add_argument("--epochs", type=int, help="override the experiment's epochs")
+    parser.add_argument("--subset", type=int, help="use at most N examples per split")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (or cuda:N)")
+    parser.add_argument("--data-dir", type=Path, help="look here first for dataset files")
+    parser.add_argument("--out", type=Path, help="run directory (default runs/<name>-<time>)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ddc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("compare", help="train methods x seeds, write table and plots")
+    _add_run_options(p, seeds=3)
+    p.add_argument(
+        "--methods",
+        type=lambda t: _csv(str, t),
+        default=list(MAIN_METHODS),
+        help=f"comma-separated, from: {', '.join(METHODS)}",
+    )
+
+    p = sub.add_parser("sweep", help="grid over DDC's p, pg, tau with heatmaps")
+    _add_run_options(p, seeds=1)
+    for name, default in (("p", "0.1,0.3,0.5"), ("pg", "0.25,0.5,0.75"), ("tau", "0.5")):
+        p.add_argument(f"--{name}", type=lambda t: _csv(float, t), default=_csv(float, default))
+
+    p = sub.add_parser("synthetic", help="the paper's Figure 1 (2-D linear regression)")
+    p.add_argument("--out", type=Path, default=Path("runs") / "synthetic")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("report", help="re-render table and plots of a run directory")
+    p.add_argument("run_dir", type=Path)
+
+    sub.add_parser("list", help="experiments, methods, datasets (and whether present)")
+
+    p = sub.add_parser("data", help="list, fetch or verify datasets")
+    p.add_argument("action", choices=["list", "fetch", "verify"])
+    p.add_argument("names", nargs="*", help="datasets (default: all)")
+    p.add_argument("--data-dir", type=Path)
+    return parser
+
+
+def _list() -> None:
+    print("Experiments:")
+    for e in EXPERIMENTS.values():
+        print(
+            f"  {e.name:<26} {e.dataset:<14} {e.model:<12} epochs {e.epochs:<4} lr {e.lr:<7} "
+            f"wd {e.weight_decay:<7} warmup {e.warmup:<3} ({e.source})"
+        )
+    print("Methods:")
+    for m in METHODS.values():
+        print(f"  {m.name:<18} {m.description}")
+    print("Datasets:")
+    for name in DATASETS:
+        statuses = dataset_status(name)
+        ok = all(s.ok for s in statuses)
+        print(f"  {name:<14} {'present' if ok else 'missing'}")
+
+
+def _data(action: str, names: list[str], data_dir: Path | None) -> int:
+    unknown = [n for n in names if n not in DATASETS]
+    if unknown:
+        print(
+            f"unknown dataset(s) {', '.join(unknown)}; valid: {', '.join(DATASETS)}",
+            file=sys.stderr,
+        )
+        return 2
+    failed = 0
+    for name in names or list(DATASETS):
+        try:
+            if action == "fetch":
+                print(f"{name}: {fetch_dataset(name, data_dir)}")
+                continue
+            statuses = (
+                verify_dataset(name, data_dir)
+                if action == "verify"
+                else dataset_status(name, data_dir)
+            )
+            for s in statuses:
+                print(f"{name:<14} {s.name:<48} {s.status:<8} {s.path or ''}")
+                failed += not s.ok
+        except DatasetError as err:
+            print(f"{name}: {err}", file=sys.stderr)
+            failed += 1
+    return 1 if failed and action != "list" else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(list(argv) if argv is not None else None)
+    command = args.command or "compare"
+    if args.command is None:  # `ddc` alone: the embedded default comparison
+        args = _parser().parse_args(["compare"])
+    try:
+        if command == "compare":
+            experiment = shortened(get_experiment(args.experiment), args.epochs)
+            out = args.out or _default_out(experiment.name)
+            path = compare(
+                experiment,
+                args.methods,
+                _seeds(args),
+                out,
+                device=args.device,
+                data_dir=args.data_dir,
+                subset=args.subset,
+                resume=args.resume,
+                progress=not args.quiet,
+            )
+            print(path.read_text())
+            print(f"Written: {path}")
+        elif command == "sweep":
+            experiment = shortened(get_experiment(args.experiment), args.epochs)
+            out = args.out or _default_out(f"sweep-{experiment.name}")
+            path = sweep(
+                experiment,
+                {"p": args.p, "pg": args.pg, "tau": args.tau},
+                _seeds(args),
+                out,
+                device=args.device,
+                data_dir=args.data_dir,
+                subset=args.subset,
+                resume=args.resume,
+                progress=not args.quiet,
+            )
+            print(f"Written: {path} and heatmaps in {path.parent / 'plots'}")
+        elif command == "synthetic":
+            from .synthetic import run_synthetic
+
+            summary = run_synthetic(args.out, seed=args.seed)
+            print(f"Written: {args.out / 'figure1.png'} and {args.out / 'synthetic.json'}")
+            print({k: v for k, v in summary.items() if k != "paths"})
+        elif command == "report":
+            from .report import write_report
+
+            if not (args.run_dir / "config.json").exists():
+                print(f"{args.run_dir} is not a run directory (no config.json)", file=sys.stderr)
+                return 2
+            print(write_report(args.run_dir).read_text())
+        elif command == "list":
+            _list()
+        elif command == "data":
+            return _data(args.action, args.names, args.data_dir)
+    except (RunDirError, DatasetError, ValueError) as err:
+        print(f"ddc {command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
