@@ -96,21 +96,15 @@ class SimpleCNN2(SlotModel):
         return self.linear2(x)
 
 
-class AlexNet(SlotModel):
-    """AlexNet for 224 px inputs, torchvision layout (the authors' CIFAR-10 AlexNet, upsampled).
+class _AlexNetShape(SlotModel):
+    """AlexNet's layout after a given stem conv (64 channels out): convolutions
+    64-192-384-256-256 with three max pools, an adaptive average pool to ``pooled``², then
+    ``linear1``, ``act1``, ``drop1``, ``linear2``, ReLU, ``linear3``."""
 
-    Features: conv 64 k11 s4 p2, maxpool 3/2, conv 192 k5 p2, maxpool, conv 384 k3, conv 256 k3,
-    conv 256 k3, maxpool, adaptive avgpool 6×6 (ReLU after every conv). Classifier: ``linear1``
-    9216→4096, ``act1``, ``drop1``, ``linear2`` 4096→4096, ReLU, ``linear3`` 4096→C.
-    torchvision's two Dropouts become the single ``drop1`` slot after the DDC layer, as in the
-    authors' code. The adaptive pool lets other sizes (≥ 63 px) run, but 224 is the intended one.
-    """
-
-    def __init__(self, *, num_classes: int, in_channels: int = 3, image_size: int = 224) -> None:
+    def __init__(self, stem: nn.Conv2d, *, pooled: int, hidden: int, num_classes: int) -> None:
         super().__init__()
-        del image_size  # the adaptive pool makes the classifier size independent of it
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 64, 11, stride=4, padding=2),
+            stem,
             nn.ReLU(),
             nn.MaxPool2d(3, 2),
             nn.Conv2d(64, 192, 5, padding=2),
@@ -123,16 +117,16 @@ class AlexNet(SlotModel):
             nn.Conv2d(256, 256, 3, padding=1),
             nn.ReLU(),
             nn.MaxPool2d(3, 2),
-            nn.AdaptiveAvgPool2d((6, 6)),
+            nn.AdaptiveAvgPool2d((pooled, pooled)),
             nn.Flatten(),
         )
-        self.flat_features = 256 * 6 * 6
-        self.linear1 = nn.Linear(self.flat_features, 4096)
+        self.flat_features = 256 * pooled * pooled
+        self.linear1 = nn.Linear(self.flat_features, hidden)
         self.act1: nn.Module = nn.ReLU()
         self.drop1: nn.Module = nn.Identity()
-        self.linear2 = nn.Linear(4096, 4096)
+        self.linear2 = nn.Linear(hidden, hidden)
         self.act_fc2 = nn.ReLU()
-        self.linear3 = nn.Linear(4096, num_classes)
+        self.linear3 = nn.Linear(hidden, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
@@ -141,7 +135,23 @@ class AlexNet(SlotModel):
         return self.linear3(x)
 
 
-class AlexNetNORB(SlotModel):
+class AlexNet(_AlexNetShape):
+    """AlexNet for 224 px inputs, torchvision layout (the authors' CIFAR-10 AlexNet, upsampled).
+
+    Features: conv 64 k11 s4 p2, maxpool 3/2, conv 192 k5 p2, maxpool, conv 384 k3, conv 256 k3,
+    conv 256 k3, maxpool, adaptive avgpool 6×6 (ReLU after every conv). Classifier: ``linear1``
+    9216→4096, ``act1``, ``drop1``, ``linear2`` 4096→4096, ReLU, ``linear3`` 4096→C.
+    torchvision's two Dropouts become the single ``drop1`` slot after the DDC layer, as in the
+    authors' code. The adaptive pool lets other sizes (≥ 63 px) run, but 224 is the intended one.
+    """
+
+    def __init__(self, *, num_classes: int, in_channels: int = 3, image_size: int = 224) -> None:
+        del image_size  # the adaptive pool makes the classifier size independent of it
+        stem = nn.Conv2d(in_channels, 64, 11, stride=4, padding=2)
+        super().__init__(stem, pooled=6, hidden=4096, num_classes=num_classes)
+
+
+class AlexNetNORB(_AlexNetShape):
     """A reduced AlexNet for small NORB (2 stereo channels, 32 or 96 px). Our design.
 
     The authors' NORB AlexNet is not specified beyond "AlexNet", and the 224-px network does not fit
@@ -159,39 +169,10 @@ class AlexNetNORB(SlotModel):
     def __init__(
         self, *, num_classes: int, in_channels: int = 2, image_size: int = 32, hidden: int = 1024
     ) -> None:
-        super().__init__()
         stride = 2 if image_size > 48 else 1
         pool_out(pool_out(pool_out(pool_out(image_size, 5, stride, 2))))  # raises if too small
-        self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 64, 5, stride=stride, padding=2),
-            nn.ReLU(),
-            nn.MaxPool2d(3, 2),
-            nn.Conv2d(64, 192, 5, padding=2),
-            nn.ReLU(),
-            nn.MaxPool2d(3, 2),
-            nn.Conv2d(192, 384, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(384, 256, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(256, 256, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(3, 2),
-            nn.AdaptiveAvgPool2d((3, 3)),
-            nn.Flatten(),
-        )
-        self.flat_features = 256 * 3 * 3
-        self.linear1 = nn.Linear(self.flat_features, hidden)
-        self.act1: nn.Module = nn.ReLU()
-        self.drop1: nn.Module = nn.Identity()
-        self.linear2 = nn.Linear(hidden, hidden)
-        self.act_fc2 = nn.ReLU()
-        self.linear3 = nn.Linear(hidden, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)
-        x = self.drop1(self.act1(self.linear1(x)))
-        x = self.act_fc2(self.linear2(x))
-        return self.linear3(x)
+        stem = nn.Conv2d(in_channels, 64, 5, stride=stride, padding=2)
+        super().__init__(stem, pooled=3, hidden=hidden, num_classes=num_classes)
 
 
 VGG13_CFG: tuple[int | str, ...] = (
