@@ -15,7 +15,7 @@ from pathlib import Path
 from .config import DEFAULT_EXPERIMENT, EXPERIMENTS, get_experiment
 from .datasets import DATASETS, DatasetError, dataset_status, fetch_dataset, verify_dataset
 from .methods import MAIN_METHODS, METHODS
-from .suite import RunDirError, compare, shortened, sweep
+from .suite import RunDirError, RunOptions, compare, shortened, sweep
 
 __all__ = ["main"]
 
@@ -137,36 +137,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:  # `ddc` alone: the embedded default comparison
         args = _parser().parse_args(["compare"])
     try:
-        if command == "compare":
+        if command in ("compare", "sweep"):
             experiment = shortened(get_experiment(args.experiment), args.epochs)
-            out = args.out or _default_out(experiment.name)
-            path = compare(
-                experiment,
-                args.methods,
-                _seeds(args),
-                out,
+            options = RunOptions(
                 device=args.device,
                 data_dir=args.data_dir,
                 subset=args.subset,
                 resume=args.resume,
                 progress=not args.quiet,
             )
+        if command == "compare":
+            out = args.out or _default_out(experiment.name)
+            path = compare(experiment, args.methods, _seeds(args), out, options)
             print(path.read_text())
             print(f"Written: {path}")
         elif command == "sweep":
-            experiment = shortened(get_experiment(args.experiment), args.epochs)
             out = args.out or _default_out(f"sweep-{experiment.name}")
-            path = sweep(
-                experiment,
-                {"p": args.p, "pg": args.pg, "tau": args.tau},
-                _seeds(args),
-                out,
-                device=args.device,
-                data_dir=args.data_dir,
-                subset=args.subset,
-                resume=args.resume,
-                progress=not args.quiet,
-            )
+            grid = {"p": args.p, "pg": args.pg, "tau": args.tau}
+            path = sweep(experiment, grid, _seeds(args), out, options)
             print(f"Written: {path} and heatmaps in {path.parent / 'plots'}")
         elif command == "synthetic":
             from .synthetic import run_synthetic

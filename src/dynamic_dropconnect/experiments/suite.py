@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from .methods import METHODS
 from .report import plot_sweep_heatmap, write_report
 from .training import PreparedData, RunSpec, prepare_data, train_run
 
-__all__ = ["RunDirError", "compare", "shortened", "sweep"]
+__all__ = ["RunDirError", "RunOptions", "compare", "shortened", "sweep"]
 
 
 class RunDirError(RuntimeError):
@@ -52,7 +53,47 @@ def _open_run_dir(out: Path, config: dict[str, Any], resume: bool) -> None:
     atomic_write_json(config_path, config)
 
 
-Log = Callable[[str], None]
+@dataclass(frozen=True)
+class RunOptions:
+    """How runs are executed, shared by :func:`compare` and :func:`sweep`."""
+
+    device: str = "cpu"
+    data_dir: str | Path | None = None
+    subset: int | None = None
+    resume: bool = False
+    progress: bool = True
+    log: Callable[[str], None] = print
+
+
+def _start(
+    out: Path,
+    experiment: Experiment,
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    options: RunOptions,
+    hyperparameters: dict[str, list[float]] | None = None,
+) -> None:
+    config = {
+        "experiment": experiment.name,
+        "settings": experiment.to_dict(),
+        "methods": list(methods),
+        "seeds": list(seeds),
+        "epochs": experiment.epochs,
+        "subset": options.subset,
+        "device": options.device,
+        "hyperparameters": hyperparameters,
+    }
+    _open_run_dir(out, config, options.resume)
+
+
+def _data(experiment: Experiment, seed: int, options: RunOptions) -> PreparedData:
+    return prepare_data(
+        experiment,
+        seed=seed,
+        data_dir=options.data_dir,
+        subset=options.subset,
+        device=options.device,
+    )
 
 
 def compare(
@@ -60,42 +101,31 @@ def compare(
     methods: Sequence[str],
     seeds: Sequence[int],
     out: str | Path,
-    *,
-    device: str = "cpu",
-    data_dir: str | Path | None = None,
-    subset: int | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    log: Log = print,
+    options: RunOptions | None = None,
 ) -> Path:
     """Train every method × seed of ``experiment`` into ``out`` and write the report.
 
     Returns the path of ``results.md``. Seeds pair the runs: the same seed gives every method
     the same split, initial weights and batch order, so the paired test is meaningful.
     """
+    options = options or RunOptions()
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(METHODS)}")
     out = Path(out)
-    config = {
-        "experiment": experiment.name,
-        "settings": experiment.to_dict(),
-        "methods": list(methods),
-        "seeds": list(seeds),
-        "epochs": experiment.epochs,
-        "subset": subset,
-        "device": device,
-        "hyperparameters": None,
-    }
-    _open_run_dir(out, config, resume)
+    _start(out, experiment, methods, seeds, options)
     for seed in seeds:
-        data = prepare_data(experiment, seed=seed, data_dir=data_dir, subset=subset, device=device)
+        data = _data(experiment, seed, options)
         for method in methods:
-            spec = RunSpec(experiment, method, seed, device)
+            spec = RunSpec(experiment, method, seed, options.device)
             result = train_run(
-                spec, out / "runs" / method / f"seed{seed}", data, resume=resume, progress=progress
+                spec,
+                out / "runs" / method / f"seed{seed}",
+                data,
+                resume=options.resume,
+                progress=options.progress,
             )
-            log(
+            options.log(
                 f"{experiment.name} {method:>18} seed {seed}: test acc @ best val "
                 f"{100 * result['test_acc_at_best_val']:.2f}% (epoch {result['best_val_epoch']}), "
                 f"final {100 * result['final_test_acc']:.2f}%"
@@ -108,49 +138,33 @@ def sweep(
     grid: dict[str, Sequence[float]],
     seeds: Sequence[int],
     out: str | Path,
-    *,
-    device: str = "cpu",
-    data_dir: str | Path | None = None,
-    subset: int | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    log: Log = print,
+    options: RunOptions | None = None,
 ) -> Path:
     """Grid over DDC's ``p``, ``pg``, ``tau``; writes ``sweep.json`` and heatmaps.
 
-    A grid point with ``p + pg`` above the clamp is still valid (``p_max`` clamps). Returns the
-    path of ``sweep.json``.
+    Parameters left out of ``grid`` keep their defaults; ``p + pg`` above 1 is clamped by
+    ``p_max``. Returns the path of ``sweep.json``.
     """
+    options = options or RunOptions()
     out = Path(out)
     names = ("p", "pg", "tau")
     bad = set(grid) - set(names)
     if bad:
         raise ValueError(f"sweep parameters must be among {names}, got {sorted(bad)}")
-    full = {
-        k: list(grid.get(k, [default])) for k, default in zip(names, (0.3, 0.5, 0.5), strict=True)
-    }
-    config = {
-        "experiment": experiment.name,
-        "settings": experiment.to_dict(),
-        "methods": ["ddc"],
-        "seeds": list(seeds),
-        "epochs": experiment.epochs,
-        "subset": subset,
-        "device": device,
-        "hyperparameters": full,
-    }
-    _open_run_dir(out, config, resume)
+    defaults = (0.3, 0.5, 0.5)
+    full = {k: list(grid.get(k, [d])) for k, d in zip(names, defaults, strict=True)}
+    _start(out, experiment, ["ddc"], seeds, options, full)
     rows: list[dict[str, Any]] = []
     datasets: dict[int, PreparedData] = {}
     for p, pg, tau in product(full["p"], full["pg"], full["tau"]):
         for seed in seeds:
             if seed not in datasets:
-                datasets[seed] = prepare_data(
-                    experiment, seed=seed, data_dir=data_dir, subset=subset, device=device
-                )
-            spec = RunSpec(experiment, "ddc", seed, device, {"p": p, "pg": pg, "tau": tau})
+                datasets[seed] = _data(experiment, seed, options)
+            spec = RunSpec(experiment, "ddc", seed, options.device, {"p": p, "pg": pg, "tau": tau})
             run_dir = out / "grid" / f"p{p}_pg{pg}_tau{tau}" / f"seed{seed}"
-            result = train_run(spec, run_dir, datasets[seed], resume=resume, progress=progress)
+            result = train_run(
+                spec, run_dir, datasets[seed], resume=options.resume, progress=options.progress
+            )
             rows.append(
                 {
                     "p": p,
@@ -161,9 +175,10 @@ def sweep(
                     "test_acc": result["test_acc_at_best_val"],
                 }
             )
-            log(
-                f"p={p} pg={pg} tau={tau} seed {seed}: val {100 * result['best_val_acc']:.2f}% "
-                f"test@best-val {100 * result['test_acc_at_best_val']:.2f}%"
+            options.log(
+                f"p={p} pg={pg} tau={tau} seed {seed}: val "
+                f"{100 * result['best_val_acc']:.2f}% test@best-val "
+                f"{100 * result['test_acc_at_best_val']:.2f}%"
             )
     atomic_write_json(out / "sweep.json", rows)
     varied = [k for k in names if len(full[k]) > 1] or ["p", "pg"]
