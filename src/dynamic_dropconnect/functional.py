@@ -132,7 +132,12 @@ def sample_keep_mask(
 
 
 def rescale_factor(
-    mask: Tensor, probs: Tensor | float, mode: RescaleMode, *, per_example: bool = False
+    mask: Tensor,
+    probs: Tensor | float,
+    mode: RescaleMode,
+    *,
+    per_example: bool = False,
+    kept: Tensor | None = None,
 ) -> Tensor | float:
     """The divisor ``k`` of ``W_eff = W * M / k``, never zero.
 
@@ -143,13 +148,15 @@ def rescale_factor(
     - ``"per_edge"``: ``1 - p_ij`` elementwise (unbiased for every single weight).
     - ``"none"``: 1.
 
-    A mask that drops every edge gives ``W_eff = 0``, not ``NaN``.
+    A mask that drops every edge gives ``W_eff = 0``, not ``NaN``. ``kept``: ``mask.mean()``
+    if the caller has it already (saves a reduction).
     """
     if mode == "none":
         return 1.0
     if mode == "empirical":
         if not per_example:
-            return mask.mean().clamp_min(1.0 / mask.numel())
+            kept = mask.mean() if kept is None else kept
+            return kept.clamp_min(1.0 / mask.numel())
         dims = tuple(range(1, mask.dim()))
         return mask.mean(dim=dims, keepdim=True).clamp_min(1.0 / mask[0].numel())
     if mode == "expected":

@@ -98,8 +98,9 @@ class WeightDrop(nn.Module):
             )
         probs = self.drop_probabilities(weight)
         mask = F.sample_keep_mask(weight.detach(), probs, self.generator)
-        divisor = F.rescale_factor(mask, probs, self.rescale)
-        self._monitor(probs, mask.mean())
+        kept = mask.mean()
+        divisor = F.rescale_factor(mask, probs, self.rescale, kept=kept)
+        self._monitor(probs, kept)
         return F.apply_weight_mask(
             weight, mask / divisor, self.update, record=self._gradient_record()
         )
@@ -132,8 +133,11 @@ class WeightDrop(nn.Module):
         )
 
     def _monitor(self, probs: Tensor | float, kept: Tensor | None) -> None:
-        mean_prob = probs.mean() if isinstance(probs, Tensor) else probs
-        self.last_mean_drop_prob.fill_(mean_prob)
+        # copy_ from a device tensor, never .item(): monitoring must not synchronise.
+        if isinstance(probs, Tensor):
+            self.last_mean_drop_prob.copy_(probs.mean())
+        else:
+            self.last_mean_drop_prob.fill_(probs)
         if kept is not None:
             self.last_kept_fraction.copy_(kept)
 
