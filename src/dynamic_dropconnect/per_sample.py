@@ -55,14 +55,20 @@ def _chunk_scales(
     rescale: RescaleMode,
     generator: torch.Generator,
 ) -> Any:
-    """Yield ``(start, stop, scale)`` with ``scale = M / k`` of shape (stop-start, *W.shape)."""
+    """Yield ``(start, stop, scale)`` with ``scale = M / k`` of shape (stop-start, *W.shape).
+
+    The mask becomes the scale in place: one weight-sized tensor per example, not two.
+    """
     for start in range(0, batch, chunk):
         stop = min(start + chunk, batch)
         mask = sample_keep_mask(weight, probs, generator, batch=stop - start)
-        yield start, stop, mask / rescale_factor(mask, probs, rescale, per_example=True)
+        yield start, stop, mask.div_(rescale_factor(mask, probs, rescale, per_example=True))
 
 
 class _PerSampleFn(torch.autograd.Function):
+    # Each chunk's tensors are deleted before the next chunk's masks are drawn, so at most
+    # one chunk of per-example weights is alive: the memory budget holds.
+
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any,
@@ -82,8 +88,11 @@ class _PerSampleFn(torch.autograd.Function):
         for start, stop, scale in _chunk_scales(
             weight.detach(), probs, x.shape[0], options["chunk"], options["rescale"], replay
         ):
-            outputs.append(op(x[start:stop], weight.unsqueeze(0) * scale))
             kept = kept + (scale != 0).sum()
+            weights = scale.mul_(weight.detach().unsqueeze(0))
+            del scale
+            outputs.append(op(x[start:stop], weights))
+            del weights
         source.set_state(replay.get_state())
         options["on_kept"](kept / (x.shape[0] * weight.numel()))
         ctx.state, ctx.op, ctx.options, ctx.probs = state, op, options, probs
@@ -94,24 +103,32 @@ class _PerSampleFn(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         x, weight = ctx.saved_tensors
         options = ctx.options
+        dense = options["dense"]
         replay = _replay(ctx.state, weight.device)
         grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         grad_eff_sum = torch.zeros_like(weight)
-        grad_weight = grad_eff_sum if options["dense"] else torch.zeros_like(weight)
+        grad_weight = grad_eff_sum if dense else torch.zeros_like(weight)
         for start, stop, scale in _chunk_scales(
             weight.detach(), ctx.probs, x.shape[0], options["chunk"], options["rescale"], replay
         ):
             with torch.enable_grad():
                 x_chunk = x[start:stop].detach().requires_grad_(grad_x is not None)
-                w_eff = (weight.detach().unsqueeze(0) * scale).requires_grad_()
+                if dense:  # the scale is not needed again: reuse its memory
+                    w_eff = scale.mul_(weight.detach().unsqueeze(0)).requires_grad_()
+                    del scale
+                else:
+                    w_eff = (weight.detach().unsqueeze(0) * scale).requires_grad_()
                 y = ctx.op(x_chunk, w_eff)
             inputs = (x_chunk, w_eff) if grad_x is not None else (w_eff,)
             grads = torch.autograd.grad(y, inputs, grad_out[start:stop])
+            del y, w_eff
             if grad_x is not None:
                 grad_x[start:stop] = grads[0]
             grad_eff_sum += grads[-1].sum(0)
-            if not options["dense"]:
-                grad_weight += (grads[-1] * scale).sum(0)
+            if not dense:
+                grad_weight += grads[-1].mul_(scale).sum(0)
+                del scale
+            del grads
         if options["record"] is not None:
             record_gradient(*options["record"], grad_eff_sum)
         return grad_x, grad_weight, None, None, None

@@ -99,11 +99,9 @@ class WeightDrop(nn.Module):
         probs = self.drop_probabilities(weight)
         mask = F.sample_keep_mask(weight.detach(), probs, self.generator)
         kept = mask.mean()
-        divisor = F.rescale_factor(mask, probs, self.rescale, kept=kept)
+        scale = mask.div_(F.rescale_factor(mask, probs, self.rescale, kept=kept))
         self._monitor(probs, kept)
-        return F.apply_weight_mask(
-            weight, mask / divisor, self.update, record=self._gradient_record()
-        )
+        return F.apply_weight_mask(weight, scale, self.update, record=self._gradient_record())
 
     def per_sample(self, x: Tensor, weight: Tensor, op: BatchedOp) -> Tensor:
         """``op`` on ``x`` with an independent mask per example ("sample" mode, training).
