@@ -91,22 +91,30 @@ def ddc_drop_probabilities(
         entries are all equal (including all zero, i.e. no gradient yet) gets ``p`` everywhere.
     """
     check_choice("direction", direction, DIRECTIONS)
-    # One fresh tensor, then every step in place: the fewest passes and allocations.
+    # One fresh tensor, then every step in place: the fewest passes and allocations (on small
+    # layers each op's dispatch costs more than its arithmetic).
     z = grad.detach().abs()
     if zscore:
         if z.numel() < 2:  # the unbiased std of one value is undefined
             z.zero_()
         else:
             sigma, mu = _std_mean(z)
-            z.sub_(mu).div_(sigma + eps)
+            # "small": q = 1 - sigmoid(z) = sigmoid(-z): fold the sign into the divisor.
+            scale = -(sigma + eps) if direction == "small" else sigma + eps
+            z.sub_(mu).div_(scale)
+    elif direction == "small":
+        z.neg_()
     candidate = z.sigmoid_()
-    if direction == "small":
-        candidate.neg_().add_(1.0)
-    candidate.masked_fill_(candidate <= tau, 0.0)
+    torch.nn.functional.threshold_(candidate, tau, 0.0)  # q * [q > tau] in one pass
     probs = candidate.mul_(pg).add_(p)
-    if p_max is not None:
+    # The clamp can bind only if p + pg > p_max (q < 1): skip the pass when it cannot.
+    if p_max is not None and not (_is_number(p) and _is_number(pg) and p + pg <= p_max):
         probs.clamp_(0.0, p_max)
     return probs
+
+
+def _is_number(value: float | Tensor) -> bool:
+    return isinstance(value, int | float)
 
 
 def _std_mean(values: Tensor) -> tuple[Tensor, Tensor]:
@@ -186,7 +194,7 @@ def record_gradient(statistic: Tensor, seen: Tensor, grad: Tensor) -> None:
     non-finite step (an AMP overflow, say) leaves both buffers as they were.
     """
     magnitude = grad.detach().abs().to(statistic.dtype)
-    finite = torch.isfinite(magnitude.sum())  # NaN and Inf both make the sum non-finite
+    finite = magnitude.sum() < float("inf")  # False for NaN and Inf entries alike
     torch.where(finite, magnitude, statistic, out=statistic)
     seen.logical_or_(finite)
 

@@ -329,6 +329,9 @@ class DynamicDropConnect(WeightDrop):
             seen = self.has_gradient.to(source.dtype)
             pg = seen * self.pg
             p = seen * self.p if self.preset == "reference" else self.p
+        # The rates p, pg may be 0-dim tensors here; the clamp cannot bind when the float
+        # bounds say so, and then it is skipped (one pass less).
+        clamp_binds = self.p_max is not None and self.p + self.pg > self.p_max
         return F.ddc_drop_probabilities(
             source,
             p,
@@ -336,7 +339,7 @@ class DynamicDropConnect(WeightDrop):
             self.tau,
             direction=self.direction,
             zscore=self.zscore,
-            p_max=self.p_max,
+            p_max=self.p_max if clamp_binds else None,
             eps=self.eps,
         )
 
