@@ -245,3 +245,17 @@ def test_one_epoch_on_real_fashion_mnist(tmp_path: Path) -> None:
     data = prepare_data(experiment, seed=0, subset=20000)
     result = train_run(RunSpec(experiment, "ddc", 0), tmp_path, data, progress=False)
     assert result["test_acc_at_best_val"] >= 0.60, result  # 67.4% seen on our machine
+
+
+def test_training_inputs_normalise_augment_and_resize_reproducibly() -> None:
+    from dynamic_dropconnect.experiments.training import PreparedData, _inputs
+
+    experiment = replace(get_experiment("cifar10-vgg"), image_size=40, rotation=15.0)
+    x = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    mean, std = torch.full((3,), 0.5), torch.full((3,), 0.25)
+    data = PreparedData((x, x), (x, x), (x, x), mean, std, 10, 3, 40, "test")
+    plain = _inputs(x, data, experiment)
+    assert plain.shape == (6, 3, 40, 40) and plain.dtype == torch.float32
+    a = _inputs(x, data, experiment, torch.Generator().manual_seed(3))
+    b = _inputs(x, data, experiment, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and not torch.equal(a, plain)

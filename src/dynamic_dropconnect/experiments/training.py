@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import sys
 import time
@@ -76,13 +77,12 @@ def prepare_data(
     test_x, test_y = bundle.test.x, bundle.test.y
     if subset is not None:
         test_x, test_y = test_x[:subset], test_y[:subset]
-    to = lambda t: t.to(device)  # noqa: E731
     return PreparedData(
-        train=(to(x[train_idx]), to(y[train_idx])),
-        val=(to(x[val_idx]), to(y[val_idx])),
-        test=(to(test_x), to(test_y)),
-        mean=to(mean),
-        std=to(std),
+        train=(x[train_idx].to(device), y[train_idx].to(device)),
+        val=(x[val_idx].to(device), y[val_idx].to(device)),
+        test=(test_x.to(device), test_y.to(device)),
+        mean=mean.to(device),
+        std=std.to(device),
         num_classes=bundle.num_classes,
         in_channels=x.shape[1],
         image_size=experiment.image_size or x.shape[-1],
@@ -123,8 +123,23 @@ def build(spec: RunSpec, data: PreparedData) -> nn.Module:
     return model.to(spec.device)
 
 
-def _inputs(x: Tensor, data: PreparedData, experiment: Experiment) -> Tensor:
+def _inputs(
+    x: Tensor,
+    data: PreparedData,
+    experiment: Experiment,
+    augment_with: torch.Generator | None = None,
+) -> Tensor:
+    """Normalised float inputs; augmented when a generator is given (training batches)."""
     out = normalize(x, data.mean, data.std)
+    if augment_with is not None:
+        out = augment(
+            out,
+            crop_padding=experiment.crop_padding,
+            hflip=experiment.hflip,
+            rotation_degrees=experiment.rotation,
+            # A CPU generator cannot drive CUDA ops: there the global (saved) CUDA RNG is used.
+            generator=augment_with if out.device.type == "cpu" else None,
+        )
     if experiment.image_size is not None:
         out = resize(out, experiment.image_size)
     return out
@@ -137,19 +152,8 @@ def _batches(
     order = torch.randperm(len(x), generator=generator).to(x.device)
     for idx in order.split(experiment.batch_size):
         idx = idx[rank::world]  # DDP: each rank takes its share of the global batch
-        if len(idx) == 0:
-            continue
-        batch = normalize(x[idx], data.mean, data.std)
-        batch = augment(
-            batch,
-            crop_padding=experiment.crop_padding,
-            hflip=experiment.hflip,
-            rotation_degrees=experiment.rotation,
-            generator=generator if batch.device.type == "cpu" else None,
-        )
-        if experiment.image_size is not None:
-            batch = resize(batch, experiment.image_size)
-        yield batch, y[idx]
+        if len(idx) > 0:
+            yield _inputs(x[idx], data, experiment, augment_with=generator), y[idx]
 
 
 @torch.no_grad()
@@ -234,8 +238,6 @@ def train_run(
     experiment = spec.experiment
     rank, world = _world()
     if resume and result_path.exists():
-        import json
-
         done = json.loads(result_path.read_text())
         if done.get("complete"):
             return done
