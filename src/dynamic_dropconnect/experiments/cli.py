@@ -161,7 +161,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             summary = run_synthetic(args.out, seed=args.seed)
             print(f"Written: {args.out / 'figure1.png'} and {args.out / 'synthetic.json'}")
-            print({k: v for k, v in summary.items() if k != "paths"})
+            for init, check in summary.get("checks", {}).items():
+                finals = {m: summary["losses"][m][init]["final_mean"] for m in summary["losses"]}
+                print(
+                    f"init ({init}): mean final loss "
+                    + ", ".join(f"{m} {v:.3f}" for m, v in finals.items())
+                    + f"; ranking {' < '.join(check['ranking_by_final_loss'])}"
+                )
         elif command == "report":
             from .report import write_report
 
