@@ -97,7 +97,7 @@ def test_sigkilled_compare_resumes_to_the_same_numbers(tmp_path: Path) -> None:
         "--seeds",
         "1",
         "--epochs",
-        "12",
+        "30",  # long enough that the kill always lands mid-run
         "--quiet",
     ]
     reference = tmp_path / "reference"
