@@ -12,10 +12,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import DEFAULT_EXPERIMENT, EXPERIMENTS, get_experiment
+from .config import DEFAULT_EXPERIMENT, EXPERIMENTS, Experiment, get_experiment
 from .datasets import DATASETS, DatasetError, dataset_status, fetch_dataset, verify_dataset
 from .methods import MAIN_METHODS, METHODS
-from .suite import RunDirError, RunOptions, compare, shortened, sweep
+from .schedules import SCHEDULES
+from .suite import RunDirError, RunOptions, RunsFailedError, compare, shortened, sweep
 
 __all__ = ["main"]
 
@@ -48,6 +49,17 @@ def _add_run_options(parser: argparse.ArgumentParser, seeds: int) -> None:
     parser.add_argument("--out", type=Path, help="run directory (default runs/<name>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at once, in worker processes that share the CPU threads (default 1)",
+    )
+    parser.add_argument(
+        "--schedule",
+        help=f"learning-rate schedule, one of {', '.join(SCHEDULES)} (default: the "
+        "experiment's; 'authors' for the paper's experiments)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,7 +103,7 @@ def _list() -> None:
     for e in EXPERIMENTS.values():
         print(
             f"  {e.name:<26} {e.dataset:<14} {e.model:<12} epochs {e.epochs:<4} lr {e.lr:<7} "
-            f"wd {e.weight_decay:<7} warmup {e.warmup:<3} ({e.source})"
+            f"wd {e.weight_decay:<7} warmup {e.warmup:<3} schedule {e.schedule:<8} ({e.source})"
         )
     print("Methods:")
     for m in METHODS.values():
@@ -131,6 +143,21 @@ def _data(action: str, names: list[str], data_dir: Path | None) -> int:
     return 1 if failed and action != "list" else 0
 
 
+def _experiment(args: argparse.Namespace) -> Experiment:
+    """The chosen experiment with ``--epochs``/``--schedule`` applied; says what changed."""
+    full = get_experiment(args.experiment)
+    experiment = shortened(full, args.epochs)
+    if args.schedule is not None:
+        experiment = experiment.with_schedule(args.schedule)
+    if experiment.epochs != full.epochs:
+        print(
+            f"{full.name}: {experiment.epochs} of the experiment's {full.epochs} epochs; "
+            f"warmup scaled {full.warmup} -> {experiment.warmup}, same schedule shape"
+        )
+    print(f"{full.name}: {experiment.describe_schedule()}")
+    return experiment
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(argv) if argv is not None else None)
     command = args.command or "compare"
@@ -138,13 +165,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(["compare"])
     try:
         if command in ("compare", "sweep"):
-            experiment = shortened(get_experiment(args.experiment), args.epochs)
+            experiment = _experiment(args)
             options = RunOptions(
                 device=args.device,
                 data_dir=args.data_dir,
                 subset=args.subset,
                 resume=args.resume,
                 progress=not args.quiet,
+                jobs=args.jobs,
             )
         if command == "compare":
             out = args.out or _default_out(experiment.name)
@@ -179,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _list()
         elif command == "data":
             return _data(args.action, args.names, args.data_dir)
-    except (RunDirError, DatasetError, ValueError) as err:
+    except (RunDirError, RunsFailedError, DatasetError, ValueError) as err:
         print(f"ddc {command}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+from .schedules import AUTHORS_MIN_LR, SCHEDULES, lr_schedule
 
 __all__ = ["DEFAULT_EXPERIMENT", "EXPERIMENTS", "Experiment", "get_experiment"]
 
@@ -26,7 +28,21 @@ class Experiment:
     crop_padding: int = 0
     hflip: bool = False
     rotation: float = 0.0
+    schedule: str = "authors"  # see .schedules; "cosine" is this project's earlier one
+    min_lr: float = AUTHORS_MIN_LR
+    model_options: dict[str, Any] = field(default_factory=dict)
     source: str = "authors' code"
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"unknown schedule {self.schedule!r} for {self.name}; valid: {', '.join(SCHEDULES)}"
+            )
+        if not 0 <= self.warmup < self.epochs:
+            raise ValueError(
+                f"{self.name}: warmup must be in [0, epochs) = [0, {self.epochs}), "
+                f"got {self.warmup}"
+            )
 
     def with_epochs(self, epochs: int) -> Experiment:
         """Shorter (or longer) run; the warmup keeps its share of the schedule."""
@@ -35,15 +51,42 @@ class Experiment:
         warmup = round(self.warmup * epochs / self.epochs)
         return replace(self, epochs=epochs, warmup=min(warmup, epochs - 1))
 
+    def with_schedule(self, schedule: str) -> Experiment:
+        return replace(self, schedule=schedule)
+
+    def learning_rates(self) -> list[float]:
+        """The learning rate of every epoch (see :mod:`.schedules`)."""
+        return lr_schedule(
+            self.schedule, epochs=self.epochs, warmup=self.warmup, lr=self.lr, min_lr=self.min_lr
+        )
+
+    def describe_schedule(self) -> str:
+        rates = self.learning_rates()
+        peak = max(rates) if self.lr >= rates[0] else min(rates)
+        return (
+            f"{self.schedule} schedule over {self.epochs} epochs, warmup {self.warmup}: "
+            f"lr {rates[0]:.3g} (epoch 1) -> {peak:.3g} -> {rates[-1]:.3g} (epoch {self.epochs})"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 _OURS = "our choice (not in the paper)"
+_SMALL_NORB = "authors' settings, but on small NORB (5 classes); the authors used the 6-class NORB"
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in [
-        Experiment("mnist-simplecnn1", "mnist", "simplecnn1", 75, 0.001, 5e-4, 12),
+        Experiment(
+            "mnist-simplecnn1",
+            "mnist",
+            "simplecnn1",
+            75,
+            0.001,
+            5e-4,
+            12,
+            model_options={"variant": "mnist"},
+        ),
         Experiment(
             "fashion-mnist-simplecnn1",
             "fashion-mnist",
@@ -52,9 +95,19 @@ EXPERIMENTS: dict[str, Experiment] = {
             0.001,
             5e-4,
             12,
+            model_options={"variant": "mnist"},
             source="MNIST settings of the authors' code",
         ),
-        Experiment("cifar10-simplecnn1", "cifar10", "simplecnn1", 120, 0.005, 5e-4, 12),
+        Experiment(
+            "cifar10-simplecnn1",
+            "cifar10",
+            "simplecnn1",
+            120,
+            0.005,
+            5e-4,
+            12,
+            model_options={"variant": "cifar10"},
+        ),
         Experiment("cifar10-simplecnn2", "cifar10", "simplecnn2", 130, 0.055, 5e-5, 12),
         Experiment("cifar10-alexnet", "cifar10", "alexnet", 40, 0.01, 5e-4, 8, image_size=224),
         Experiment(
@@ -72,10 +125,41 @@ EXPERIMENTS: dict[str, Experiment] = {
             hflip=True,
             rotation=15.0,
         ),
-        Experiment("norb-simplecnn2", "smallnorb", "simplecnn2", 100, 0.001, 6.5e-3, 10),
-        Experiment("norb-alexnet", "smallnorb", "alexnet-norb", 75, 0.0002, 0.0, 8),
-        Experiment("norb-vgg", "smallnorb", "vgg13bn", 85, 0.0008, 4e-4, 10),
-        Experiment("digits-mlp", "digits", "mlp", 40, 0.05, 5e-4, 4, source=_OURS),
+        Experiment(
+            "norb-simplecnn2",
+            "smallnorb",
+            "simplecnn2",
+            100,
+            0.001,
+            6.5e-3,
+            10,
+            source=_SMALL_NORB,
+        ),
+        Experiment(
+            "norb-alexnet",
+            "smallnorb",
+            "alexnet-norb",
+            75,
+            0.0002,
+            0.0,
+            8,
+            image_size=133,
+            source=_SMALL_NORB,
+        ),
+        Experiment(
+            "norb-vgg",
+            "smallnorb",
+            "vgg13bn",
+            85,
+            0.0008,
+            4e-4,
+            10,
+            rotation=15.0,
+            source=_SMALL_NORB,
+        ),
+        Experiment(
+            "digits-mlp", "digits", "mlp", 40, 0.05, 5e-4, 4, schedule="cosine", source=_OURS
+        ),
         Experiment(
             "cifar10-resnet18",
             "cifar10",
@@ -86,6 +170,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             5,
             crop_padding=4,
             hflip=True,
+            schedule="cosine",
             source=_OURS,
         ),
         Experiment(
@@ -98,6 +183,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             10,
             crop_padding=4,
             hflip=True,
+            schedule="cosine",
             source=_OURS,
         ),
     ]

@@ -7,16 +7,28 @@ Layout of a run directory (every file written atomically)::
     RUN_DIR/runs/<method>/seed<k>/result.json  accuracies at best-val / final / max epoch
     RUN_DIR/runs/<method>/seed<k>/checkpoint.pt last finished epoch, for --resume
     RUN_DIR/results.json, results.md, plots/   written by :func:`report.write_report`
+
+Runs go one after another in this process, or ``jobs`` at a time in worker processes (spawned,
+one per run, with the CPU threads split between them). A run that fails, even one whose process
+is killed, is reported and the others go on; :class:`RunsFailedError` lists the failures at the
+end, after the report of the finished runs is written.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
+import os
+import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import product
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .config import Experiment
 from .io import atomic_write_json
@@ -24,11 +36,20 @@ from .methods import METHODS
 from .report import plot_sweep_heatmap, write_report
 from .training import PreparedData, RunSpec, prepare_data, train_run
 
-__all__ = ["RunDirError", "RunOptions", "compare", "shortened", "sweep"]
+__all__ = ["RunDirError", "RunOptions", "RunsFailedError", "compare", "shortened", "sweep"]
 
 
 class RunDirError(RuntimeError):
     """A run directory that would be overwritten, or a resume that does not match."""
+
+
+class RunsFailedError(RuntimeError):
+    """Some runs failed; the others finished and were reported. ``failures``: dir → reason."""
+
+    def __init__(self, failures: dict[str, str]) -> None:
+        self.failures = failures
+        lines = "\n".join(f"  {d}: {r.strip().splitlines()[-1]}" for d, r in failures.items())
+        super().__init__(f"{len(failures)} run(s) failed (the others finished):\n{lines}")
 
 
 def _open_run_dir(out: Path, config: dict[str, Any], resume: bool) -> None:
@@ -39,11 +60,15 @@ def _open_run_dir(out: Path, config: dict[str, Any], resume: bool) -> None:
                 f"{out} already holds a run; pass --resume to continue it or choose another --out"
             )
         previous = json.loads(config_path.read_text())
-        keys = ("experiment", "epochs", "subset", "hyperparameters")
+        keys = ("experiment", "epochs", "subset", "hyperparameters", "settings")
         changed = [k for k in keys if previous.get(k) != config.get(k)]
         if changed:
+            old, new = previous.get("settings") or {}, config.get("settings") or {}
+            detail = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new[k]]
             raise RunDirError(
-                f"--resume with a different configuration ({', '.join(changed)}) than {config_path}"
+                f"--resume with a different configuration or protocol ({', '.join(changed)}"
+                + (f"; {', '.join(detail)}" if detail else "")
+                + f") than {config_path}; resume with the same options or choose another --out"
             )
         config = {
             **config,
@@ -63,6 +88,7 @@ class RunOptions:
     resume: bool = False
     progress: bool = True
     log: Callable[[str], None] = print
+    jobs: int = 1
 
 
 def _start(
@@ -96,6 +122,127 @@ def _data(experiment: Experiment, seed: int, options: RunOptions) -> PreparedDat
     )
 
 
+@dataclass(frozen=True)
+class _Task:
+    spec: RunSpec
+    run_dir: Path
+
+
+def _check_jobs(jobs: int, n_tasks: int) -> None:
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"--jobs must be a whole number >= 1, got {jobs!r}")
+    if jobs > n_tasks:
+        raise ValueError(
+            f"--jobs {jobs} is more than the {n_tasks} run(s) to do; use --jobs {n_tasks} or fewer"
+        )
+
+
+def _worker(task: _Task, options: RunOptions, threads: int, conn: Connection) -> None:
+    """One run in a spawned process; sends ``("ok", result)`` or ``("error", traceback)``."""
+    torch.set_num_threads(threads)
+    try:
+        data = _data(task.spec.experiment, task.spec.seed, options)
+        result = train_run(task.spec, task.run_dir, data, resume=options.resume, progress=False)
+        conn.send(("ok", result))
+    except BaseException:  # reported to the parent, which goes on with the other runs
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def _execute(tasks: Sequence[_Task], options: RunOptions) -> dict[Path, dict[str, Any]]:
+    """Run ``tasks`` (``options.jobs`` at a time); results by run dir, failures raised last."""
+    _check_jobs(options.jobs, len(tasks))
+    results: dict[Path, dict[str, Any]] = {}
+    failures: dict[str, str] = {}
+
+    def finished(task: _Task, result: dict[str, Any]) -> None:
+        results[task.run_dir] = result
+        options.log(
+            f"{task.spec.experiment.name} {task.spec.method:>18} seed {task.spec.seed}: "
+            f"test acc @ best val {100 * result['test_acc_at_best_val']:.2f}% "
+            f"(epoch {result['best_val_epoch']}), final {100 * result['final_test_acc']:.2f}%"
+        )
+
+    if options.jobs == 1:
+        datasets: dict[int, PreparedData] = {}
+        for task in tasks:
+            try:
+                seed = task.spec.seed
+                if seed not in datasets:
+                    datasets[seed] = _data(task.spec.experiment, seed, options)
+                result = train_run(
+                    task.spec,
+                    task.run_dir,
+                    datasets[seed],
+                    resume=options.resume,
+                    progress=options.progress,
+                )
+            except Exception:
+                failures[str(task.run_dir)] = traceback.format_exc()
+                options.log(f"{task.run_dir}: FAILED\n{failures[str(task.run_dir)]}")
+                continue
+            finished(task, result)
+    else:
+        _run_parallel(tasks, options, finished, failures)
+    if failures:
+        raise RunsFailedError(failures)
+    return results
+
+
+def _run_parallel(
+    tasks: Sequence[_Task],
+    options: RunOptions,
+    finished: Callable[[_Task, dict[str, Any]], None],
+    failures: dict[str, str],
+) -> None:
+    """At most ``options.jobs`` spawned processes, one per run, threads split between them."""
+    context = mp.get_context("spawn")  # fork after OpenMP threads started can deadlock
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = max(1, (cpus or 1) // options.jobs)
+    worker_options = RunOptions(
+        device=options.device,
+        data_dir=options.data_dir,
+        subset=options.subset,
+        resume=options.resume,
+        progress=False,
+        jobs=1,
+    )
+    pending = list(tasks)
+    running: dict[Any, tuple[_Task, Connection]] = {}
+    while pending or running:
+        while pending and len(running) < options.jobs:
+            task = pending.pop(0)
+            receive, send = context.Pipe(duplex=False)
+            process = context.Process(
+                target=_worker, args=(task, worker_options, threads, send), daemon=True
+            )
+            process.start()
+            send.close()
+            running[process] = (task, receive)
+            options.log(f"started {task.run_dir} (pid {process.pid}, {threads} thread(s))")
+        for process in list(running):
+            task, receive = running[process]
+            message = None
+            if receive.poll():
+                try:
+                    message = receive.recv()
+                except EOFError:  # the process died without a word
+                    message = None
+            elif process.is_alive():
+                continue
+            process.join()
+            del running[process]
+            receive.close()
+            if message is not None and message[0] == "ok":
+                finished(task, message[1])
+            else:
+                reason = message[1] if message else f"process exited with code {process.exitcode}"
+                failures[str(task.run_dir)] = reason
+                options.log(f"{task.run_dir}: FAILED\n{reason}")
+        time.sleep(0.2)
+
+
 def compare(
     experiment: Experiment,
     methods: Sequence[str],
@@ -106,31 +253,29 @@ def compare(
     """Train every method × seed of ``experiment`` into ``out`` and write the report.
 
     Returns the path of ``results.md``. Seeds pair the runs: the same seed gives every method
-    the same split, initial weights and batch order, so the paired test is meaningful.
+    the same split, initial weights and batch order, so the paired test is meaningful. With
+    ``options.jobs > 1`` the runs go in parallel worker processes. When runs fail, the report of
+    the others is still written and :class:`RunsFailedError` is raised.
     """
     options = options or RunOptions()
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(METHODS)}")
     out = Path(out)
+    tasks = [
+        _Task(
+            RunSpec(experiment, method, seed, options.device), out / "runs" / method / f"seed{seed}"
+        )
+        for seed in seeds
+        for method in methods
+    ]
+    _check_jobs(options.jobs, len(tasks))
     _start(out, experiment, methods, seeds, options)
-    for seed in seeds:
-        data = _data(experiment, seed, options)
-        for method in methods:
-            spec = RunSpec(experiment, method, seed, options.device)
-            result = train_run(
-                spec,
-                out / "runs" / method / f"seed{seed}",
-                data,
-                resume=options.resume,
-                progress=options.progress,
-            )
-            options.log(
-                f"{experiment.name} {method:>18} seed {seed}: test acc @ best val "
-                f"{100 * result['test_acc_at_best_val']:.2f}% (epoch {result['best_val_epoch']}), "
-                f"final {100 * result['final_test_acc']:.2f}%"
-            )
-    return write_report(out)
+    try:
+        _execute(tasks, options)
+    finally:
+        report = write_report(out)
+    return report
 
 
 def sweep(
@@ -153,33 +298,29 @@ def sweep(
         raise ValueError(f"sweep parameters must be among {names}, got {sorted(bad)}")
     defaults = (0.3, 0.5, 0.5)
     full = {k: list(grid.get(k, [d])) for k, d in zip(names, defaults, strict=True)}
+    cells = list(product(full["p"], full["pg"], full["tau"]))
+    tasks = [
+        _Task(
+            RunSpec(experiment, "ddc", seed, options.device, {"p": p, "pg": pg, "tau": tau}),
+            out / "grid" / f"p{p}_pg{pg}_tau{tau}" / f"seed{seed}",
+        )
+        for p, pg, tau in cells
+        for seed in seeds
+    ]
+    _check_jobs(options.jobs, len(tasks))
     _start(out, experiment, ["ddc"], seeds, options, full)
+    results = _execute(tasks, options)
     rows: list[dict[str, Any]] = []
-    datasets: dict[int, PreparedData] = {}
-    for p, pg, tau in product(full["p"], full["pg"], full["tau"]):
-        for seed in seeds:
-            if seed not in datasets:
-                datasets[seed] = _data(experiment, seed, options)
-            spec = RunSpec(experiment, "ddc", seed, options.device, {"p": p, "pg": pg, "tau": tau})
-            run_dir = out / "grid" / f"p{p}_pg{pg}_tau{tau}" / f"seed{seed}"
-            result = train_run(
-                spec, run_dir, datasets[seed], resume=options.resume, progress=options.progress
-            )
-            rows.append(
-                {
-                    "p": p,
-                    "pg": pg,
-                    "tau": tau,
-                    "seed": seed,
-                    "val_acc": result["best_val_acc"],
-                    "test_acc": result["test_acc_at_best_val"],
-                }
-            )
-            options.log(
-                f"p={p} pg={pg} tau={tau} seed {seed}: val "
-                f"{100 * result['best_val_acc']:.2f}% test@best-val "
-                f"{100 * result['test_acc_at_best_val']:.2f}%"
-            )
+    for task in tasks:
+        result, hp = results[task.run_dir], task.spec.method_options
+        rows.append(
+            {
+                **hp,
+                "seed": task.spec.seed,
+                "val_acc": result["best_val_acc"],
+                "test_acc": result["test_acc_at_best_val"],
+            }
+        )
     atomic_write_json(out / "sweep.json", rows)
     varied = [k for k in names if len(full[k]) > 1] or ["p", "pg"]
     x, y = (varied + [k for k in names if k not in varied])[:2]

@@ -1,14 +1,16 @@
 """Training one (experiment, method, seed): the authors' protocol, made honest and resumable.
 
-Protocol: SGD with momentum, cross-entropy, Xavier-uniform init, cosine schedule with linear
-warmup stepped per epoch (SPEC section 4). Honest parts: a seeded 90/10 train/validation split,
+Protocol: SGD with momentum, cross-entropy, Xavier-uniform init, the experiment's learning-rate
+schedule set once per epoch (by default the authors' warmup-cosine with ``min_lr = 0.001``, see
+:mod:`.schedules`; SPEC section 4). Honest parts: a seeded 90/10 train/validation split,
 normalisation with training-split statistics only, test accuracy reported at the epoch of best
 validation accuracy and at the final epoch (the max over epochs is kept, labelled optimistic).
 
-Resumability: after every epoch the model, optimizer, scheduler, random state and metrics are
-written atomically to ``checkpoint.pt``; a killed run restarted with ``resume=True`` continues
-from the last finished epoch and ends with the same numbers. Data order and augmentation come
-from a generator seeded by ``(seed, epoch)``, masks from the global RNG (saved).
+Resumability: after every epoch the model, optimizer, random state, metrics and the experiment's
+settings are written atomically to ``checkpoint.pt``; a killed run restarted with ``resume=True``
+continues from the last finished epoch and ends with the same numbers. A checkpoint written under
+other settings (another protocol) is refused, never silently continued. Data order and
+augmentation come from a generator seeded by ``(seed, epoch)``, masks from the global RNG (saved).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from .io import atomic_torch_save, atomic_write_json, atomic_write_text
 from .methods import apply_method
 from .models import build_model, xavier_init
 
-__all__ = ["PreparedData", "RunSpec", "prepare_data", "train_run"]
+__all__ = ["PreparedData", "ProtocolMismatchError", "RunSpec", "prepare_data", "train_run"]
 
 
 @dataclass
@@ -101,12 +103,25 @@ class RunSpec:
     method_options: dict[str, Any] = field(default_factory=dict)
 
 
-def _lr_factor(experiment: Experiment, epoch: int) -> float:
-    """Linear warmup over ``warmup`` epochs, then cosine to 0 (stepped once per epoch)."""
-    if epoch < experiment.warmup:
-        return (epoch + 1) / experiment.warmup
-    span = max(experiment.epochs - experiment.warmup, 1)
-    return 0.5 * (1.0 + math.cos(math.pi * (epoch - experiment.warmup) / span))
+class ProtocolMismatchError(ValueError):
+    """A checkpoint written under other experiment settings than the ones asked for."""
+
+
+def _check_protocol(path: Path, saved: dict[str, Any] | None, experiment: Experiment) -> None:
+    wanted = experiment.to_dict()
+    if saved is None:
+        raise ProtocolMismatchError(
+            f"{path} was written by an earlier version of the suite that did not record its "
+            f"protocol (schedule {experiment.schedule!r} is asked for now); start a new run "
+            "directory instead of --resume"
+        )
+    changed = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
+    if changed:
+        detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        raise ProtocolMismatchError(
+            f"{path} was made with another protocol ({detail}); resume it with the same "
+            "settings or start a new run directory"
+        )
 
 
 def build(spec: RunSpec, data: PreparedData) -> nn.Module:
@@ -117,6 +132,7 @@ def build(spec: RunSpec, data: PreparedData) -> nn.Module:
         num_classes=data.num_classes,
         in_channels=data.in_channels,
         image_size=data.image_size,
+        **spec.experiment.model_options,
     )
     xavier_init(model)
     apply_method(model, spec.method, spec.method_options)
@@ -214,6 +230,7 @@ def _result(spec: RunSpec, rows: list[dict[str, Any]], complete: bool) -> dict[s
         "max_test_acc": max(r["test_acc"] for r in rows),
         "train_seconds": sum(r["seconds"] for r in rows),
         "complete": complete,
+        "settings": spec.experiment.to_dict(),
     }
 
 
@@ -240,6 +257,7 @@ def train_run(
     if resume and result_path.exists():
         done = json.loads(result_path.read_text())
         if done.get("complete"):
+            _check_protocol(result_path, done.get("settings"), experiment)
             return done
 
     model = build(spec, data)
@@ -249,15 +267,13 @@ def train_run(
         momentum=experiment.momentum,
         weight_decay=experiment.weight_decay,
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda epoch: _lr_factor(experiment, epoch)
-    )
+    learning_rates = experiment.learning_rates()
     rows: list[dict[str, Any]] = []
     if resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=spec.device, weights_only=False)
+        _check_protocol(checkpoint_path, state.get("experiment"), experiment)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         if torch.cuda.is_available() and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -271,6 +287,8 @@ def train_run(
 
     for epoch in range(len(rows), experiment.epochs):
         started = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rates[epoch]
         generator = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)
         net.train()
         loss_sum = torch.zeros((), device=spec.device, dtype=torch.float64)
@@ -298,7 +316,6 @@ def train_run(
                 kept[name] += reg.last_kept_fraction
                 mean_prob[name] += reg.last_mean_drop_prob
         lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
         val_loss, val_acc = evaluate(model, data.val, data, experiment)
         test_loss, test_acc = evaluate(model, data.test, data, experiment)
         row: dict[str, Any] = {
@@ -323,7 +340,7 @@ def train_run(
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
+                    "experiment": experiment.to_dict(),
                     "rng": torch.get_rng_state(),
                     "cuda_rng": torch.cuda.get_rng_state_all()
                     if torch.cuda.is_available()

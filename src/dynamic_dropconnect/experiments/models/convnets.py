@@ -25,28 +25,47 @@ def pool_out(size: int, kernel: int = 3, stride: int = 2, padding: int = 0) -> i
     return out
 
 
-class SimpleCNN1(SlotModel):
-    """cuda-convnet "layers-18pct" net, in the order of the authors' SimpleCNN1 (MNIST, CIFAR-10).
+#: Which of SimpleCNN1's three convolutions a ReLU follows, per variant.
+SIMPLECNN1_RELUS: dict[str, tuple[bool, bool, bool]] = {
+    # Authors' SimpleCNN1_mnist.py: an OrderedDict with the key "relu1" twice keeps one ReLU,
+    # at the first key's place (after conv2), so conv1 and conv3 have none.
+    "mnist": (False, True, False),
+    # Authors' SimpleCNN1_cifar10.py: "relu1" after conv2, "relu2" after conv3, none after conv1.
+    "cifar10": (False, True, True),
+    # A ReLU after every convolution (cuda-convnet's layers-18pct; this project's earlier net).
+    "relu": (True, True, True),
+}
 
-    conv in→32 k5 p2, maxpool 3/2, ReLU, conv 32→32 k5 p2, ReLU, avgpool 3/2, conv 32→64 k5 p2,
-    ReLU, avgpool 3/2, flatten, ``linear1`` →64, ``act1``, ``drop1``, ``linear2`` 64→C.
-    The flatten size is 64·2·2 = 256 at 28 px and 64·3·3 = 576 at 32 px.
+
+class SimpleCNN1(SlotModel):
+    """The authors' SimpleCNN1 (MNIST, CIFAR-10): three convolutions, two pools, two FCs.
+
+    conv in→32 k5 p2, maxpool 3/2, conv 32→32 k5 p2, avgpool 3/2, conv 32→64 k5 p2, avgpool 3/2,
+    flatten, ``linear1`` →64, ``act1``, ``drop1``, ``linear2`` 64→C, with ReLUs after the
+    convolutions that ``variant`` names (:data:`SIMPLECNN1_RELUS`): ``"mnist"`` (conv2 only, as
+    the authors' MNIST net), ``"cifar10"`` (conv2 and conv3), ``"relu"`` (all three). ``"auto"``
+    picks ``"mnist"`` for 1 input channel and ``"cifar10"`` otherwise. A ReLU after conv1 follows
+    its max pool. The flatten size is 64·2·2 = 256 at 28 px and 64·3·3 = 576 at 32 px.
     """
 
-    def __init__(self, *, num_classes: int, in_channels: int, image_size: int) -> None:
+    def __init__(
+        self, *, num_classes: int, in_channels: int, image_size: int, variant: str = "auto"
+    ) -> None:
         super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 5, padding=2),
-            nn.MaxPool2d(3, 2),
-            nn.ReLU(),
-            nn.Conv2d(32, 32, 5, padding=2),
-            nn.ReLU(),
-            nn.AvgPool2d(3, 2),
-            nn.Conv2d(32, 64, 5, padding=2),
-            nn.ReLU(),
-            nn.AvgPool2d(3, 2),
-            nn.Flatten(),
-        )
+        if variant == "auto":
+            variant = "mnist" if in_channels == 1 else "cifar10"
+        if variant not in SIMPLECNN1_RELUS:
+            valid = ", ".join(["auto", *SIMPLECNN1_RELUS])
+            raise ValueError(f"unknown SimpleCNN1 variant {variant!r}; valid: {valid}")
+        self.variant = variant
+        relu1, relu2, relu3 = SIMPLECNN1_RELUS[variant]
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, 32, 5, padding=2), nn.MaxPool2d(3, 2)]
+        layers += [nn.ReLU()] if relu1 else []
+        layers += [nn.Conv2d(32, 32, 5, padding=2)] + ([nn.ReLU()] if relu2 else [])
+        layers += [nn.AvgPool2d(3, 2), nn.Conv2d(32, 64, 5, padding=2)]
+        layers += [nn.ReLU()] if relu3 else []
+        layers += [nn.AvgPool2d(3, 2), nn.Flatten()]
+        self.features = nn.Sequential(*layers)
         side = pool_out(pool_out(pool_out(image_size)))
         self.flat_features = 64 * side * side
         self.linear1 = nn.Linear(self.flat_features, 64)
@@ -59,28 +78,55 @@ class SimpleCNN1(SlotModel):
         x = self.drop1(self.act1(self.linear1(x)))
         return self.linear2(x)
 
+    def extra_repr(self) -> str:
+        return f"variant={self.variant!r}"
+
 
 class SimpleCNN2(SlotModel):
     """The authors' SimpleCNN2 (CIFAR-10, NORB): two convolutions, two locally connected layers.
 
-    conv in→64 k5 p2, ReLU, maxpool 3/2, conv 64→64 k5 p2, ReLU, maxpool 3/2,
-    locally-connected 64→64 k3 p1, ReLU, locally-connected 64→32 k3 p1, ReLU, flatten
-    (32·7·7 = 1568 at 32 px), ``linear1`` →128, ``act1``, ``drop1``, ``linear2`` 128→C.
+    ``variant="authors"`` (default), as ``SimpleCNN2_cifar10.py``: conv in→64 k5 p2, ReLU,
+    maxpool 3/2, LocalResponseNorm(5, 1e-3, 0.75), conv 64→64 k5 p2, ReLU, LRN, maxpool 3/2,
+    locally connected 64→16 k3 p1, ReLU, locally connected 16→32 k3 p1, ReLU, flatten
+    (32·7·7 = 1568 at 32 px), ``linear1`` →128, ``act1``, ``drop1``, ``linear2`` 128→C
+    (0.99 M parameters for CIFAR-10). Its locally connected layers keep the authors' Xavier
+    init (see :meth:`~.layers.LocallyConnected2d.authors_xavier_bounds`: weight bounds ≈ 0.0036
+    and 0.0051, biases non-zero) when :func:`~.registry.xavier_init` runs.
+
+    ``variant="wide"``: this project's earlier reading, without LRN, locally connected
+    64→64→32 with conv-fan Xavier init and zero biases (3.02 M parameters).
     """
 
-    def __init__(self, *, num_classes: int, in_channels: int, image_size: int) -> None:
+    def __init__(
+        self, *, num_classes: int, in_channels: int, image_size: int, variant: str = "authors"
+    ) -> None:
         super().__init__()
+        if variant not in ("authors", "wide"):
+            raise ValueError(f"unknown SimpleCNN2 variant {variant!r}; valid: authors, wide")
+        self.variant = variant
         side = pool_out(pool_out(image_size))
+        authors = variant == "authors"
+        mid = 16 if authors else 64
+
+        def norm() -> list[nn.Module]:
+            return [nn.LocalResponseNorm(5, alpha=1e-3, beta=0.75)] if authors else []
+
+        local3 = LocallyConnected2d(64, mid, side, 3, 1)
+        local4 = LocallyConnected2d(mid, 32, side, 3, 1)
+        for local in (local3, local4):
+            local.xavier_fans = "authors" if authors else "conv"
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 64, 5, padding=2),
             nn.ReLU(),
             nn.MaxPool2d(3, 2),
+            *norm(),
             nn.Conv2d(64, 64, 5, padding=2),
             nn.ReLU(),
+            *norm(),
             nn.MaxPool2d(3, 2),
-            LocallyConnected2d(64, 64, side, 3, 1),
+            local3,
             nn.ReLU(),
-            LocallyConnected2d(64, 32, side, 3, 1),
+            local4,
             nn.ReLU(),
             nn.Flatten(),
         )
@@ -94,6 +140,9 @@ class SimpleCNN2(SlotModel):
         x = self.features(x)
         x = self.drop1(self.act1(self.linear1(x)))
         return self.linear2(x)
+
+    def extra_repr(self) -> str:
+        return f"variant={self.variant!r}"
 
 
 class _AlexNetShape(SlotModel):
@@ -151,28 +200,48 @@ class AlexNet(_AlexNetShape):
         super().__init__(stem, pooled=6, hidden=4096, num_classes=num_classes)
 
 
-class AlexNetNORB(_AlexNetShape):
-    """A reduced AlexNet for small NORB (2 stereo channels, 32 or 96 px). Our design.
+class AlexNetNORB(SlotModel):
+    """The authors' NORB AlexNet (``AlexNet_norb.py``): 2 stereo channels at 133 px.
 
-    The authors' NORB AlexNet is not specified beyond "AlexNet", and the 224-px network does not fit
-    32-px inputs, so this keeps AlexNet's shape (5 convolutions 64-192-384-256-256, three max pools,
-    three fully connected layers) with a small-image stem:
-
-    conv in→64 k5 s1 p2 (s2 when ``image_size > 48``), ReLU, maxpool 3/2, conv 64→192 k5 p2, ReLU,
-    maxpool 3/2, conv 192→384 k3 p1, ReLU, conv 384→256 k3 p1, ReLU, conv 256→256 k3 p1, ReLU,
-    maxpool 3/2, adaptive avgpool 3×3, ``linear1`` 2304→1024, ``act1``, ``drop1``,
-    ``linear2`` 1024→1024, ReLU, ``linear3`` 1024→C.
-
-    Spatial sizes: 32 px → 32, 15, 7, 3 → 3×3; 96 px → 48, 23, 11, 5 → 3×3.
+    conv in→96 k11 s4 p0, ReLU, maxpool 3/2, conv 96→256 k5 p2, ReLU, maxpool 3/2,
+    conv 256→384 k3 p1, ReLU, conv 384→384 k3 p1, ReLU, conv 384→256 k3 p1, ReLU, maxpool 3/2,
+    flatten (256·3·3 = 2304 at 133 px: 31, 15, 7, 3), ``linear1`` 2304→4096, ``act1``, ``drop1``,
+    ``linear2`` 4096→4096, ReLU, ``linear3`` 4096→C (29.98 M parameters for 6 classes).
+    Other input sizes run when the map stays ≥ 1 px; the flatten size follows.
     """
 
-    def __init__(
-        self, *, num_classes: int, in_channels: int = 2, image_size: int = 32, hidden: int = 1024
-    ) -> None:
-        stride = 2 if image_size > 48 else 1
-        pool_out(pool_out(pool_out(pool_out(image_size, 5, stride, 2))))  # raises if too small
-        stem = nn.Conv2d(in_channels, 64, 5, stride=stride, padding=2)
-        super().__init__(stem, pooled=3, hidden=hidden, num_classes=num_classes)
+    def __init__(self, *, num_classes: int, in_channels: int = 2, image_size: int = 133) -> None:
+        super().__init__()
+        side = pool_out(pool_out(pool_out(pool_out(image_size, 11, 4))))
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 96, 11, stride=4),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(96, 256, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(256, 384, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(384, 384, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(384, 256, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Flatten(),
+        )
+        self.flat_features = 256 * side * side
+        self.linear1 = nn.Linear(self.flat_features, 4096)
+        self.act1: nn.Module = nn.ReLU()
+        self.drop1: nn.Module = nn.Identity()
+        self.linear2 = nn.Linear(4096, 4096)
+        self.act_fc2 = nn.ReLU()
+        self.linear3 = nn.Linear(4096, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = self.drop1(self.act1(self.linear1(x)))
+        x = self.act_fc2(self.linear2(x))
+        return self.linear3(x)
 
 
 VGG13_CFG: tuple[int | str, ...] = (

@@ -54,9 +54,15 @@ class LocallyConnected2d(nn.Module):
         input: ``(N, in_channels, H, W)`` with ``(H, W) == input_size``.
         output: ``(N, out_channels, out_h, out_w)``, ``out = (in + 2 * padding - k) // stride + 1``.
 
-    Xavier fans (used by :func:`xavier_init`) are those of the equivalent convolution:
-    ``fan_in = in_channels * kh * kw`` and ``fan_out = out_channels * kh * kw``.
+    Xavier init (by :func:`~.registry.xavier_init`) depends on ``xavier_fans``: ``"conv"`` uses
+    the fans of the equivalent convolution (``fan_in = in_channels * kh * kw``,
+    ``fan_out = out_channels * kh * kw``) and zero biases; ``"authors"`` reproduces the authors'
+    layer, whose ``xavier_uniform_`` sees weight and bias tensors shaped
+    ``(1, in·kh·kw, L, out)`` and ``(1, out, out_h, out_w)`` (see :meth:`authors_xavier_bounds`).
     """
+
+    #: "conv" or "authors"; read by :func:`~.registry.xavier_init`.
+    xavier_fans: str = "conv"
 
     def __init__(
         self,
@@ -98,6 +104,22 @@ class LocallyConnected2d(nn.Module):
         """``(fan_in, fan_out)`` of the equivalent convolution."""
         kh, kw = self.kernel_size
         return self.in_channels * kh * kw, self.out_channels * kh * kw
+
+    def authors_xavier_bounds(self) -> tuple[float, float]:
+        """``(weight_bound, bias_bound)`` of the authors' Xavier-uniform init.
+
+        ``nn.init.xavier_uniform_`` on a 4-D ``(a, b, c, d)`` tensor uses ``fan_in = b·c·d`` and
+        ``fan_out = a·c·d``; the authors' weight is ``(1, in·k², L, out)`` and their bias
+        ``(1, out, out_h, out_w)``, both initialised that way (so biases are not zero).
+        """
+        kh, kw = self.kernel_size
+        positions = self.output_size[0] * self.output_size[1]
+        depth = self.in_channels * kh * kw
+        weight_bound = math.sqrt(
+            6.0 / (depth * positions * self.out_channels + positions * self.out_channels)
+        )
+        bias_bound = math.sqrt(6.0 / (self.out_channels * positions + positions))
+        return weight_bound, bias_bound
 
     def reset_parameters(self) -> None:
         """PyTorch's default conv init (uniform, bound ``1 / sqrt(fan_in)``)."""

@@ -55,11 +55,18 @@ def xavier_init(model: nn.Module) -> nn.Module:
     LocallyConnected2d layer; normalisation layers and embeddings are left as they are.
 
     For :class:`LocallyConnected2d` the fans are those of the equivalent convolution
-    (``in·k²``, ``out·k²``). Returns ``model`` (modified in place).
+    (``in·k²``, ``out·k²``), unless the layer's ``xavier_fans`` is ``"authors"``: then weight and
+    bias get the authors' bounds (non-zero biases). Returns ``model`` (modified in place).
     """
     for module in model.modules():
         if isinstance(module, (nn.Linear, *_CONVS)):
             nn.init.xavier_uniform_(module.weight)
+        elif isinstance(module, LocallyConnected2d) and module.xavier_fans == "authors":
+            weight_bound, bias_bound = module.authors_xavier_bounds()
+            nn.init.uniform_(module.weight, -weight_bound, weight_bound)
+            if module.bias is not None:
+                nn.init.uniform_(module.bias, -bias_bound, bias_bound)
+            continue
         elif isinstance(module, LocallyConnected2d):
             fan_in, fan_out = module.fans
             bound = math.sqrt(6.0 / (fan_in + fan_out))
