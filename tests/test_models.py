@@ -25,8 +25,8 @@ CASES = [
     ("simplecnn2", 10, 3, 32),  # CIFAR-10
     ("simplecnn2", 5, 2, 32),  # small NORB
     ("alexnet", 10, 3, 224),  # CIFAR-10 upsampled
-    ("alexnet-norb", 5, 2, 32),
-    ("alexnet-norb", 5, 2, 96),
+    ("alexnet-norb", 6, 2, 133),  # the authors' NORB input
+    ("alexnet-norb", 5, 2, 96),  # small NORB at full size
     ("vgg13bn", 10, 3, 32),
     ("vgg13bn", 100, 3, 32),
     ("vgg13bn", 5, 2, 32),
@@ -89,13 +89,78 @@ def test_flatten_sizes_of_the_spec() -> None:
     assert make(("mlp", 10, 1, 28)).linear1.in_features == 784
     assert make(("vgg13bn", 10, 3, 32)).linear1.in_features == 512
     assert make(("resnet18", 10, 3, 32)).linear1.in_features == 512
-    assert make(("alexnet-norb", 5, 2, 32)).linear1.in_features == 2304
+    assert make(("alexnet-norb", 6, 2, 133)).linear1.in_features == 2304
+    assert make(("alexnet-norb", 5, 2, 96)).linear1.in_features == 256
 
 
 def test_known_parameter_counts() -> None:
     # SimpleCNN1 on MNIST, counted by hand; AlexNet equals torchvision's alexnet(num_classes=10).
     assert sum(p.numel() for p in make(("simplecnn1", 10, 1, 28)).parameters()) == 94_826
     assert sum(p.numel() for p in make(("alexnet", 10, 3, 224)).parameters()) == 57_044_810
+    # The authors' models, as SPEC section 4 counts them (0.99 M, 29.98 M, 9.94 M).
+    assert sum(p.numel() for p in make(("simplecnn2", 10, 3, 32)).parameters()) == 989_178
+    assert sum(p.numel() for p in make(("alexnet-norb", 6, 2, 133)).parameters()) == 29_982_758
+    assert sum(p.numel() for p in make(("vgg13bn", 10, 3, 32)).parameters()) == 9_941_322
+    wide = make(("simplecnn2", 10, 3, 32), variant="wide")
+    assert sum(p.numel() for p in wide.parameters()) == 3_023_658
+
+
+def _layer_types(sequential: nn.Sequential) -> list[str]:
+    return [type(m).__name__ for m in sequential]
+
+
+def test_simplecnn1_relus_follow_the_authors_code() -> None:
+    # SimpleCNN1_mnist.py: the duplicated "relu1" key leaves one ReLU, after conv2.
+    mnist = make(("simplecnn1", 10, 1, 28))
+    assert mnist.variant == "mnist"
+    assert _layer_types(mnist.features) == [
+        "Conv2d", "MaxPool2d", "Conv2d", "ReLU", "AvgPool2d", "Conv2d", "AvgPool2d", "Flatten"
+    ]  # fmt: skip
+    # SimpleCNN1_cifar10.py: ReLUs after conv2 and conv3, none after conv1.
+    cifar = make(("simplecnn1", 10, 3, 32))
+    assert cifar.variant == "cifar10"
+    assert _layer_types(cifar.features) == [
+        "Conv2d", "MaxPool2d", "Conv2d", "ReLU", "AvgPool2d", "Conv2d", "ReLU", "AvgPool2d",
+        "Flatten",
+    ]  # fmt: skip
+    relu = make(("simplecnn1", 10, 1, 28), variant="relu")
+    assert _layer_types(relu.features).count("ReLU") == 3
+    assert "variant='mnist'" in repr(mnist)
+    with pytest.raises(ValueError, match=r"variant 'x'.*auto, mnist, cifar10, relu"):
+        make(("simplecnn1", 10, 1, 28), variant="x")
+
+
+def test_simplecnn2_follows_the_authors_code() -> None:
+    model = make(("simplecnn2", 10, 3, 32))
+    assert _layer_types(model.features) == [
+        "Conv2d", "ReLU", "MaxPool2d", "LocalResponseNorm", "Conv2d", "ReLU",
+        "LocalResponseNorm", "MaxPool2d", "LocallyConnected2d", "ReLU", "LocallyConnected2d",
+        "ReLU", "Flatten",
+    ]  # fmt: skip
+    lrn = model.features[3]
+    assert (lrn.size, lrn.alpha, lrn.beta) == (5, 1e-3, 0.75)
+    locals_ = [m for m in model.features if isinstance(m, LocallyConnected2d)]
+    assert [(m.in_channels, m.out_channels) for m in locals_] == [(64, 16), (16, 32)]
+    # The authors' xavier_uniform_ on (1, C*9, 49, O) weights and (1, O, 7, 7) biases.
+    bounds = [m.authors_xavier_bounds() for m in locals_]
+    assert bounds[0][0] == pytest.approx(math.sqrt(6 / (576 * 49 * 16 + 49 * 16)))
+    assert bounds[1][0] == pytest.approx(math.sqrt(6 / (144 * 49 * 32 + 49 * 32)))
+    assert [round(b[0], 4) for b in bounds] == [0.0036, 0.0051]
+    assert bounds[0][1] == pytest.approx(math.sqrt(6 / (16 * 49 + 49)))
+    with pytest.raises(ValueError, match="variant 'x'"):
+        make(("simplecnn2", 10, 3, 32), variant="x")
+
+
+def test_alexnet_norb_follows_the_authors_code() -> None:
+    model = make(("alexnet-norb", 6, 2, 133))
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == [
+        (2, 96, 11, 4), (96, 256, 5, 1), (256, 384, 3, 1), (384, 384, 3, 1), (384, 256, 3, 1)
+    ]  # fmt: skip
+    assert convs[0].padding == (0, 0)
+    assert (model.linear1.out_features, model.linear2.out_features) == (4096, 4096)
+    with pytest.raises(ValueError, match="too small"):
+        make(("alexnet-norb", 5, 2, 32))
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -206,6 +271,12 @@ def test_xavier_init(case: tuple[str, int, int, int]) -> None:
     model = xavier_init(make(case))
     checked = 0
     for module in model.modules():
+        if isinstance(module, LocallyConnected2d) and module.xavier_fans == "authors":
+            weight_bound, bias_bound = module.authors_xavier_bounds()
+            assert 0.9 * weight_bound < module.weight.abs().max() <= weight_bound
+            assert 0.9 * bias_bound < module.bias.abs().max() <= bias_bound  # not zero
+            checked += 1
+            continue
         if isinstance(module, LocallyConnected2d):
             fan_in, fan_out = module.fans
         elif isinstance(module, nn.Linear | nn.Conv2d):
