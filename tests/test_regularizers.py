@@ -239,9 +239,9 @@ def test_weight_magnitude_ablation_uses_weight() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"p": 1.0}, "p must be in"),
-        ({"p": -0.1}, "p must be in"),
-        ({"tau": 1.5}, "tau must be in"),
+        ({"p": 1.0}, r"DynamicDropConnect: p must be a number in \[0, 1\), got 1.0"),
+        ({"p": -0.1}, "p must be a number in"),
+        ({"tau": 1.5}, r"tau must be a number in \[0, 1\]"),
         ({"pg": -1.0}, "pg must be"),
         ({"p": 0.6, "pg": 0.5, "p_max": None}, "p \\+ pg = 1.1"),
         ({"p_max": 1.0}, "p_max must be"),
@@ -256,6 +256,24 @@ def test_weight_magnitude_ablation_uses_weight() -> None:
 def test_bad_hyperparameters_are_named(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ddc.DynamicDropConnect(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "message"),
+    [
+        (
+            ddc.DynamicDropConnect,
+            {"p": "0.3"},
+            r"DynamicDropConnect: p must be a number .*'0.3' \(str\)",
+        ),
+        (ddc.DynamicDropConnect, {"pg": None}, r"pg must be a number .*None \(NoneType\)"),
+        (ddc.DynamicDropConnect, {"tau": True}, r"tau must be a number .*True \(bool\)"),
+        (ddc.DropConnect, {"p": "half"}, r"DropConnect: p must be a number in \[0, 1\)"),
+    ],
+)
+def test_wrong_types_are_named(cls: type, kwargs: dict, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        cls(**kwargs)
 
 
 def test_dropconnect_validation_and_repr() -> None:

@@ -22,9 +22,14 @@ class Net(nn.Module):
         return self.head(h)
 
 
-def test_default_targets_every_plain_linear_only() -> None:
+def test_default_targets_every_linear_like_weight() -> None:
     model = ddc.apply(Net(), "ddc")
-    assert sorted(ddc.regularized_layers(model)) == ["head", "linear1"]
+    assert sorted(ddc.regularized_layers(model)) == [
+        "attn.in_proj_weight",
+        "attn.out_proj.weight",  # a Linear subclass the attention reads itself
+        "head",
+        "linear1",
+    ]
     assert isinstance(model.linear1, ddc.RegularizedLinear)
     assert isinstance(model.linear1, nn.Linear)  # still a Linear for isinstance checks
     assert type(model.features[0]) is nn.Conv2d
@@ -98,12 +103,15 @@ def test_single_layer_model_can_be_regularized_itself() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"include": "lineer1"}, r"'lineer1' matches no module; regularizable layers: .*'linear1'"),
-        ({"include": "features.1"}, "names only non-regularizable modules"),
+        (
+            {"include": "lineer1"},
+            r"'lineer1' matches no module or parameter; regularizable weights: .*'linear1.weight'",
+        ),
+        ({"include": "features.1"}, r"names only ReLU modules \('features.1'\)"),
         ({"exclude": "nothing*"}, "exclude pattern 'nothing\\*' matches no module"),
-        ({"include": "linear1", "exclude": "linear1"}, "removed every selected layer"),
+        ({"include": "linear1", "exclude": "linear1"}, "removed every selected weight"),
         ({"method": "dropout"}, "method must be one of 'ddc', 'dropconnect'"),
-        ({"p": 2.0}, "p must be in"),
+        ({"p": 2.0}, r"p must be a number in \[0, 1\), got 2.0"),
         ({"include": 3}, "glob pattern"),
     ],
 )
@@ -114,7 +122,7 @@ def test_clear_errors(kwargs: dict, message: str) -> None:
 
 def test_model_without_linear_gets_error_and_is_untouched() -> None:
     conv = nn.Sequential(nn.Conv2d(1, 1, 1))
-    with pytest.raises(ValueError, match="no nn.Linear"):
+    with pytest.raises(ValueError, match="no Linear-like weight"):
         ddc.apply(conv)
     assert not ddc.regularized_layers(conv)
 

@@ -3,9 +3,12 @@
 Two lines::
 
     import dynamic_dropconnect as ddc
-    model = ddc.apply(model, method="ddc")   # every nn.Linear; include=/exclude= globs
+    model = ddc.apply(model, method="ddc")   # every Linear-like weight; include=/exclude=
 
-then train as usual. See :class:`DynamicDropConnect` for the method and its options.
+then train as usual. ``include`` may name modules or single parameters (attention
+projections, ``weight_hh_l0`` of an LSTM, GPT-2 ``Conv1D``); ``print(ddc.summary(model))``
+shows what is regularized and what was left out. See :class:`DynamicDropConnect` for the
+method and its options.
 """
 
 from . import functional
@@ -17,9 +20,18 @@ from .layers import (
     RegularizedLinear,
     is_regularized,
 )
-from .regularizers import DropConnect, DynamicDropConnect, WeightDrop
+from .parameters import WeightDrop
+from .regularizers import DropConnect, DynamicDropConnect, WeightRegularizer
 from .standout import Standout
-from .surgery import METHODS, apply, plain_state_dict, regularized_layers, remove
+from .surgery import (
+    METHODS,
+    WeightSummary,
+    apply,
+    plain_state_dict,
+    regularized_layers,
+    remove,
+    summary,
+)
 
 __version__ = "0.1.0"
 
@@ -33,6 +45,8 @@ __all__ = [
     "RegularizedLinear",
     "Standout",
     "WeightDrop",
+    "WeightRegularizer",
+    "WeightSummary",
     "apply",
     "drop_probabilities",
     "drop_stats",
@@ -42,4 +56,5 @@ __all__ = [
     "plain_state_dict",
     "regularized_layers",
     "remove",
+    "summary",
 ]

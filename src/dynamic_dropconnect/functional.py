@@ -18,6 +18,7 @@ For one weight tensor ``W`` with gradient ``g`` (of the loss w.r.t. the effectiv
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -28,8 +29,10 @@ __all__ = [
     "RESCALE_MODES",
     "UPDATE_MODES",
     "Direction",
+    "Record",
     "RescaleMode",
     "UpdateMode",
+    "accumulate_gradient",
     "apply_weight_mask",
     "ddc_drop_probabilities",
     "drop_connect",
@@ -41,6 +44,10 @@ __all__ = [
 Direction = Literal["small", "big"]
 RescaleMode = Literal["empirical", "expected", "per_edge", "none"]
 UpdateMode = Literal["dense", "masked"]
+
+#: Where backward puts ``|dL/dW_eff|``: ``(statistic, seen)`` buffers for
+#: :func:`record_gradient`, or any callable taking the gradient.
+Record = tuple[Tensor, Tensor] | Callable[[Tensor], None]
 
 DIRECTIONS: tuple[str, ...] = ("small", "big")
 RESCALE_MODES: tuple[str, ...] = ("empirical", "expected", "per_edge", "none")
@@ -199,6 +206,25 @@ def record_gradient(statistic: Tensor, seen: Tensor, grad: Tensor) -> None:
     seen.logical_or_(finite)
 
 
+def accumulate_gradient(total: Tensor, count: Tensor, grad: Tensor) -> None:
+    """Add ``|grad|`` to ``total`` and 1 to ``count`` in place, unless ``grad`` is not finite.
+
+    The accumulating counterpart of :func:`record_gradient` (gradient accumulation over
+    micro-batches); device-side only.
+    """
+    magnitude = grad.detach().abs().to(total.dtype)
+    finite = magnitude.sum() < float("inf")
+    total.add_(torch.where(finite, magnitude, torch.zeros_like(magnitude)))
+    count.add_(finite.to(count.dtype))
+
+
+def _call_record(record: Record, grad: Tensor) -> None:
+    if callable(record):
+        record(grad)
+    else:
+        record_gradient(*record, grad)
+
+
 class _EffectiveWeight(torch.autograd.Function):
     """``W_eff = W * S`` for a precomputed scaled mask ``S = M / k``, two backward rules.
 
@@ -216,7 +242,7 @@ class _EffectiveWeight(torch.autograd.Function):
         weight: Tensor,
         scale: Tensor,
         dense: bool,
-        record: tuple[Tensor, Tensor] | None,
+        record: Record | None,
     ) -> Tensor:
         ctx.dense = dense
         ctx.record = record
@@ -227,7 +253,7 @@ class _EffectiveWeight(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_eff: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
         if ctx.record is not None:
-            record_gradient(*ctx.record, grad_eff)
+            _call_record(ctx.record, grad_eff)
         if ctx.dense:
             return grad_eff, None, None, None
         (scale,) = ctx.saved_tensors
@@ -239,15 +265,16 @@ def apply_weight_mask(
     scale: Tensor,
     update: UpdateMode = "dense",
     *,
-    record: tuple[Tensor, Tensor] | None = None,
+    record: Record | None = None,
 ) -> Tensor:
     """``W_eff = W * scale`` where ``scale = M / k``; ``update`` picks the backward rule.
 
     ``"dense"``: the optimizer receives ``dL/dW_eff`` for every edge, dropped or not
     (straight-through, the authors' code). ``"masked"``: plain autograd through the mask,
     ``dL/dW = dL/dW_eff * M / k`` (textbook DropConnect; dropped edges get no gradient).
-    ``record=(statistic, seen)`` stores ``|dL/dW_eff|`` there during backward; it is dense in
-    both modes, so a dropped edge is not mistaken for an unimportant one.
+    ``record=(statistic, seen)`` stores ``|dL/dW_eff|`` there during backward (a callable
+    ``record(grad)`` receives the gradient instead); it is dense in both modes, so a dropped
+    edge is not mistaken for an unimportant one.
     """
     check_choice("update", update, UPDATE_MODES)
     return _EffectiveWeight.apply(weight, scale, update == "dense", record)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .regularizers import DynamicDropConnect, WeightDrop
+from .regularizers import DropConnect, DynamicDropConnect, WeightRegularizer
 from .standout import Standout
-from .surgery import regularized_layers
+from .surgery import regularized_layers, regularized_weights
 
 __all__ = ["drop_probabilities", "drop_stats", "mc_predict"]
 
@@ -17,8 +19,7 @@ __all__ = ["drop_probabilities", "drop_stats", "mc_predict"]
 def drop_probabilities(model: nn.Module) -> dict[str, Tensor]:
     """``{layer: p_ij}`` that the next training forward of each regularized layer would use."""
     out: dict[str, Tensor] = {}
-    for name, reg in regularized_layers(model).items():
-        weight = model.get_submodule(name).weight
+    for name, (reg, weight) in regularized_weights(model).items():
         with torch.no_grad():
             probs = reg.drop_probabilities(weight)
         out[name] = probs if isinstance(probs, Tensor) else torch.full_like(weight, probs)
@@ -64,40 +65,132 @@ def drop_stats(model: nn.Module) -> dict[str, dict[str, Any]]:
 
 
 _STOCHASTIC = (
-    WeightDrop,
+    WeightRegularizer,
     Standout,
     nn.Dropout,
     nn.Dropout1d,
     nn.Dropout2d,
     nn.Dropout3d,
     nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
 )
+
+
+def _is_active(module: nn.Module) -> bool:
+    """Whether ``module`` draws a non-trivial mask in training mode."""
+    if isinstance(module, DynamicDropConnect):
+        return module.p > 0 or module.pg > 0
+    if isinstance(module, DropConnect):
+        return module.p > 0
+    if isinstance(module, nn.modules.dropout._DropoutNd):
+        return module.p > 0
+    return isinstance(module, _STOCHASTIC)
+
+
+@contextlib.contextmanager
+def _fused_paths_off() -> Iterator[None]:
+    """Turn off PyTorch's fused Transformer/attention inference paths: in eval mode under
+    no_grad they read weights such as ``linear1.weight`` directly and would skip the masks."""
+    backend = getattr(torch.backends, "mha", None)
+    if backend is None or not hasattr(backend, "set_fastpath_enabled"):
+        yield
+        return
+    before = backend.get_fastpath_enabled()
+    backend.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        backend.set_fastpath_enabled(before)
+
+
+def _call(model: nn.Module, inputs: Any) -> Any:
+    if isinstance(inputs, Mapping):
+        return model(**inputs)
+    if isinstance(inputs, tuple | list):
+        return model(*inputs)
+    return model(inputs)
+
+
+def _logits(output: Any) -> Tensor:
+    """The logits tensor of a model output: a tensor, a dict or an object with ``.logits``
+    (Hugging Face ``ModelOutput``), or the first element of a tuple."""
+    if isinstance(output, Tensor):
+        return output
+    if isinstance(output, Mapping) and "logits" in output:
+        return output["logits"]
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, Tensor):
+        return logits
+    if isinstance(output, tuple | list) and output and isinstance(output[0], Tensor):
+        return output[0]
+    raise TypeError(
+        f"mc_predict: cannot find logits in a model output of type {type(output).__name__}; "
+        "return a tensor, a dict or object with 'logits', or pass forward_fn= that returns them"
+    )
 
 
 @torch.no_grad()
 def mc_predict(
-    model: nn.Module, x: Tensor, n_samples: int = 20, *, return_samples: bool = False
+    model: nn.Module,
+    inputs: Any,
+    n_samples: int = 20,
+    *,
+    return_samples: bool = False,
+    forward_fn: Callable[[nn.Module, Any], Any] | None = None,
+    check_spread: bool = True,
 ) -> Tensor:
     """Monte-Carlo prediction: average ``softmax`` over ``n_samples`` stochastic passes.
 
     Every weight regularizer, Standout and Dropout module samples masks as in training;
-    everything else (BatchNorm above all) runs in eval mode. Each module's train/eval flag is
-    restored afterwards, and no gradient statistic is recorded (no backward runs).
+    everything else (BatchNorm above all) runs in eval mode. PyTorch's fused Transformer and
+    attention inference paths are turned off meanwhile (they read weights directly and would
+    bypass the masks). Each module's train/eval flag and the fast-path setting are restored
+    afterwards, and no gradient statistic is recorded (no backward runs).
+
+    Args:
+        model: the network.
+        inputs: a tensor (``model(inputs)``), a tuple/list (``model(*inputs)``) or a dict
+            (``model(**inputs)``, e.g. a Hugging Face batch).
+        n_samples: number of stochastic passes, ``>= 1``.
+        return_samples: return every pass instead of the mean.
+        forward_fn: ``forward_fn(model, inputs) -> output`` instead of the call above.
+        check_spread: with ``n_samples >= 2`` and an active stochastic module, raise if all
+            passes came out identical (a sign that some path bypassed the masks).
+
+    The model output may be a tensor of logits, a dict with ``"logits"``, an object with a
+    ``.logits`` attribute (Hugging Face ``ModelOutput``) or a tuple whose first element is the
+    logits.
 
     Returns:
-        ``(N, C)`` mean class probabilities, or with ``return_samples`` the ``(n_samples, N,
-        C)`` probabilities of each pass.
+        ``(..., C)`` mean class probabilities, or with ``return_samples`` the
+        ``(n_samples, ..., C)`` probabilities of each pass.
+
+    Raises:
+        RuntimeError: the passes are identical although stochastic modules are active.
     """
-    if not isinstance(n_samples, int) or n_samples < 1:
+    if not isinstance(n_samples, int) or isinstance(n_samples, bool) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
+    forward = forward_fn or _call
     modes = {module: module.training for module in model.modules()}
+    stochastic = [name for name, module in model.named_modules() if _is_active(module)]
     try:
         model.eval()
         for module in model.modules():
             if isinstance(module, _STOCHASTIC):
                 module.train()
-        samples = torch.stack([torch.softmax(model(x), dim=-1) for _ in range(n_samples)])
+        with _fused_paths_off():
+            samples = torch.stack(
+                [torch.softmax(_logits(forward(model, inputs)).float(), dim=-1)
+                 for _ in range(n_samples)]
+            )  # fmt: skip
     finally:
         for module, mode in modes.items():
             module.training = mode
+    if check_spread and n_samples >= 2 and stochastic and bool((samples == samples[0]).all()):
+        raise RuntimeError(
+            f"mc_predict: all {n_samples} passes gave identical probabilities although these "
+            f"modules should sample masks: {', '.join(stochastic[:8])}. Some code path bypasses "
+            "them (a fused kernel reading the weights directly?); pass check_spread=False if "
+            "this is intended"
+        )
     return samples if return_samples else samples.mean(0)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .regularizers import WeightDrop
+from .regularizers import WeightRegularizer
 
 __all__ = [
     "REGULARIZABLE",
@@ -32,7 +32,7 @@ __all__ = [
 class RegularizedLinear(nn.Linear):
     """``nn.Linear`` whose weight goes through ``self.regularizer`` in training."""
 
-    regularizer: WeightDrop
+    regularizer: WeightRegularizer
 
     def __init__(
         self,
@@ -40,7 +40,7 @@ class RegularizedLinear(nn.Linear):
         out_features: int,
         bias: bool = True,
         *,
-        regularizer: WeightDrop,
+        regularizer: WeightRegularizer,
         **factory: Any,
     ) -> None:
         super().__init__(in_features, out_features, bias, **factory)
@@ -64,7 +64,7 @@ def _linear_per_example(x: Tensor, weights: Tensor) -> Tensor:
 class _RegularizedConvMixin:
     """Forward of a ConvNd whose weight goes through ``self.regularizer`` in training."""
 
-    regularizer: WeightDrop
+    regularizer: WeightRegularizer
     _spatial_dims: int
 
     def forward(self, x: Tensor) -> Tensor:
@@ -134,7 +134,7 @@ def is_regularized(module: nn.Module) -> bool:
     return type(module) in _PLAIN
 
 
-def attach(module: nn.Module, regularizer: WeightDrop) -> nn.Module:
+def attach(module: nn.Module, regularizer: WeightRegularizer) -> nn.Module:
     """Make ``module`` (an ``nn.Linear``/``nn.ConvNd``) regularized, in place; returns it."""
     if is_regularized(module):
         raise ValueError(f"{type(module).__name__} already has a regularizer; remove it first")

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .functional import RescaleMode, record_gradient, rescale_factor, sample_keep_mask
+from .functional import Record, RescaleMode, _call_record, rescale_factor, sample_keep_mask
 
 __all__ = ["BatchedOp", "chunk_size_for", "per_sample_masked_op"]
 
@@ -130,7 +130,7 @@ class _PerSampleFn(torch.autograd.Function):
                 del scale
             del grads
         if options["record"] is not None:
-            record_gradient(*options["record"], grad_eff_sum)
+            _call_record(options["record"], grad_eff_sum)
         return grad_x, grad_weight, None, None, None
 
 
@@ -144,7 +144,7 @@ def per_sample_masked_op(
     dense: bool,
     max_bytes: int,
     generator: torch.Generator | None = None,
-    record: tuple[Tensor, Tensor] | None = None,
+    record: Record | None = None,
     on_kept: Callable[[Tensor], None] = lambda kept: None,
 ) -> Tensor:
     """``op`` applied to every example with its own mask ``M_b ~ Bernoulli(1 - probs)``.

@@ -8,6 +8,11 @@ Attach it to layers with :func:`dynamic_dropconnect.apply`; the layers themselve
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections import deque
+from collections.abc import Iterator
+from numbers import Real
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -17,16 +22,34 @@ from . import functional as F
 from .functional import Direction, RescaleMode, UpdateMode, check_choice
 from .per_sample import BatchedOp, per_sample_masked_op
 
-__all__ = ["MASK_MODES", "PRESETS", "STATISTICS", "DropConnect", "DynamicDropConnect", "WeightDrop"]
+__all__ = [
+    "MASK_MODES",
+    "PRESETS",
+    "STATISTICS",
+    "STATISTIC_UPDATES",
+    "DropConnect",
+    "DynamicDropConnect",
+    "WeightRegularizer",
+]
 
 MASK_MODES: tuple[str, ...] = ("batch", "sample")
 STATISTICS: tuple[str, ...] = ("gradient", "weight")
 PRESETS: tuple[str, ...] = ("default", "reference")
+STATISTIC_UPDATES: tuple[str, ...] = ("backward", "step")
+
+# Generator states kept for checkpoint recomputation (one per training forward, newest last).
+_RNG_STASH = 64
+
+
+def _in_backward() -> bool:
+    """Whether autograd is running a backward pass now (a checkpointed forward recomputes)."""
+    return torch._C._current_graph_task_id() != -1
+
 
 DEFAULT_MAX_MASK_BYTES = 256 * 2**20
 
 
-class WeightDrop(nn.Module):
+class WeightRegularizer(nn.Module):
     """Common machinery of weight-dropping regularizers (not used directly).
 
     Subclasses say how the per-edge drop probabilities are chosen
@@ -44,7 +67,9 @@ class WeightDrop(nn.Module):
         max_mask_bytes: memory budget of the per-example masks of one chunk in
             ``"sample"`` mode (default 256 MiB).
         generator: optional ``torch.Generator`` for reproducible masks (on the weight's
-            device).
+            device). Under ``torch.utils.checkpoint`` the recomputed forward replays the mask
+            of the original one (checkpoint restores only the global RNG, so a custom
+            generator would otherwise draw a new mask and give wrong input gradients).
     """
 
     def __init__(
@@ -57,18 +82,25 @@ class WeightDrop(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        check_choice("rescale", rescale, F.RESCALE_MODES)
-        check_choice("update", update, F.UPDATE_MODES)
-        check_choice("mask_mode", mask_mode, MASK_MODES)
+        name = type(self).__name__
+        check_choice(f"{name}: rescale", rescale, F.RESCALE_MODES)
+        check_choice(f"{name}: update", update, F.UPDATE_MODES)
+        check_choice(f"{name}: mask_mode", mask_mode, MASK_MODES)
         if not isinstance(max_mask_bytes, int) or max_mask_bytes <= 0:
-            raise ValueError(f"max_mask_bytes must be a positive int, got {max_mask_bytes!r}")
+            raise ValueError(
+                f"{name}: max_mask_bytes must be a positive int, got {max_mask_bytes!r}"
+            )
         if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+            raise TypeError(
+                f"{name}: generator must be a torch.Generator or None, got "
+                f"{type(generator).__name__}"
+            )
         self.rescale: RescaleMode = rescale
         self.update: UpdateMode = update
         self.mask_mode = mask_mode
         self.max_mask_bytes = max_mask_bytes
         self.generator = generator
+        self._rng_states: deque[Tensor] = deque(maxlen=_RNG_STASH)
         # Monitoring, kept on the device (never read back per step): the mean drop
         # probability used and the kept fraction realized by the last training forward.
         self.register_buffer("last_mean_drop_prob", torch.full((), float("nan")), persistent=False)
@@ -79,14 +111,44 @@ class WeightDrop(nn.Module):
         """Drop probability of every edge for the next mask (a tensor or one rate)."""
         raise NotImplementedError
 
-    def _gradient_record(self) -> tuple[Tensor, Tensor] | None:
-        """Buffers that backward fills with ``|dL/dW_eff|``; ``None`` when not needed."""
+    def _gradient_record(self) -> F.Record | None:
+        """Where backward puts ``|dL/dW_eff|``; ``None`` when not needed."""
         return None
 
     def prepare(self, weight: Tensor) -> None:
         """Size any per-edge state to ``weight`` (called when attached to a layer)."""
 
+    def _before_mask(self, weight: Tensor) -> None:
+        """Called by every training forward before the probabilities are computed."""
+
     # -- shared -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _mask_generator(self) -> Iterator[torch.Generator | None]:
+        """``self.generator``, rewound to the original forward's state when this forward is a
+        checkpoint recomputation (it runs inside backward), so both draw the same mask."""
+        generator = self.generator
+        if generator is None:  # global RNG: checkpoint restores it itself
+            yield None
+            return
+        if not _in_backward():
+            self._rng_states.append(generator.get_state())
+            yield generator
+            return
+        if not self._rng_states:
+            warnings.warn(
+                f"{type(self).__name__}: a forward inside backward with no recorded generator "
+                "state; the mask is drawn afresh",
+                stacklevel=3,
+            )
+            yield generator
+            return
+        resume_from = generator.get_state()
+        generator.set_state(self._rng_states.pop())  # segments recompute newest first
+        try:
+            yield generator
+        finally:  # the original sequence goes on as if nothing had been recomputed
+            generator.set_state(resume_from)
+
     def forward(self, weight: Tensor) -> Tensor:
         """Effective weight ``W * M / k`` in training ("batch" mode), ``W`` itself in eval."""
         if not self.training:
@@ -96,8 +158,10 @@ class WeightDrop(nn.Module):
                 "mask_mode='sample' needs the layer input: call per_sample(x, weight, op) "
                 "(the layers that dynamic_dropconnect.apply makes do this)"
             )
+        self._before_mask(weight)
         probs = self.drop_probabilities(weight)
-        mask = F.sample_keep_mask(weight.detach(), probs, self.generator)
+        with self._mask_generator() as generator:
+            mask = F.sample_keep_mask(weight.detach(), probs, generator)
         kept = mask.mean()
         scale = mask.div_(F.rescale_factor(mask, probs, self.rescale, kept=kept))
         self._monitor(probs, kept)
@@ -115,20 +179,22 @@ class WeightDrop(nn.Module):
                 f"mask_mode='sample' needs a leading batch dimension, got input of shape "
                 f"{tuple(x.shape)}"
             )
+        self._before_mask(weight)
         probs = self.drop_probabilities(weight)
         self._monitor(probs, None)
-        return per_sample_masked_op(
-            x,
-            weight,
-            probs,
-            op,
-            rescale=self.rescale,
-            dense=self.update == "dense",
-            max_bytes=self.max_mask_bytes,
-            generator=self.generator,
-            record=self._gradient_record(),
-            on_kept=self.last_kept_fraction.copy_,
-        )
+        with self._mask_generator() as generator:
+            return per_sample_masked_op(
+                x,
+                weight,
+                probs,
+                op,
+                rescale=self.rescale,
+                dense=self.update == "dense",
+                max_bytes=self.max_mask_bytes,
+                generator=generator,
+                record=self._gradient_record(),
+                on_kept=self.last_kept_fraction.copy_,
+            )
 
     def _monitor(self, probs: Tensor | float, kept: Tensor | None) -> None:
         # copy_ from a device tensor, never .item(): monitoring must not synchronise.
@@ -146,14 +212,23 @@ class WeightDrop(nn.Module):
         return ", ".join(parts)
 
 
-def _check_rate(name: str, value: float, low: float, high: float, *, high_open: bool) -> None:
-    ok = low <= value < high if high_open else low <= value <= high
+def _check_rate(
+    owner: str, name: str, value: Any, low: float, high: float, *, high_open: bool
+) -> None:
+    """``value`` must be a real number in ``[low, high)`` (or ``]``); errors name all four."""
+    bracket = ")" if high_open else "]"
+    valid = f"a number in [{low:g}, {high:g}{bracket}"
+    if isinstance(value, bool) or not isinstance(value, Real | Tensor):
+        raise TypeError(f"{owner}: {name} must be {valid}, got {value!r} ({type(value).__name__})")
+    if isinstance(value, Tensor) and value.numel() != 1:
+        raise TypeError(f"{owner}: {name} must be {valid}, got a tensor of shape {value.shape}")
+    number = float(value)
+    ok = low <= number < high if high_open else low <= number <= high
     if not ok:
-        bracket = ")" if high_open else "]"
-        raise ValueError(f"{name} must be in [{low}, {high}{bracket}, got {value!r}")
+        raise ValueError(f"{owner}: {name} must be {valid}, got {value!r}")
 
 
-class DropConnect(WeightDrop):
+class DropConnect(WeightRegularizer):
     r"""DropConnect with one fixed drop rate for every edge (Wan et al., ICML 2013).
 
     .. math:: W_{eff} = W \odot M / k,\quad M_{ij} \sim \mathrm{Bernoulli}(1 - p)
@@ -164,7 +239,7 @@ class DropConnect(WeightDrop):
     Args:
         p: drop probability of each edge, in ``[0, 1)``. Default 0.5.
         **options: ``rescale``, ``update``, ``mask_mode``, ``max_mask_bytes``, ``generator``
-            (see :class:`WeightDrop`).
+            (see :class:`WeightRegularizer`).
 
     Shape:
         ``forward(weight)`` returns a tensor of ``weight``'s shape.
@@ -176,7 +251,7 @@ class DropConnect(WeightDrop):
 
     def __init__(self, p: float = 0.5, **options: Any) -> None:
         super().__init__(**options)
-        _check_rate("p", p, 0.0, 1.0, high_open=True)
+        _check_rate("DropConnect", "p", p, 0.0, 1.0, high_open=True)
         self.p = float(p)
 
     def drop_probabilities(self, weight: Tensor) -> float:
@@ -186,7 +261,7 @@ class DropConnect(WeightDrop):
         return f"p={self.p}, {self._options_repr()}"
 
 
-class DynamicDropConnect(WeightDrop):
+class DynamicDropConnect(WeightRegularizer):
     r"""Dynamic DropConnect: a drop rate per edge from its z-scored gradient magnitude.
 
     Yang & Chen, "Dynamic DropConnect: Enhancing Neural Network Robustness through Adaptive
@@ -225,11 +300,18 @@ class DynamicDropConnect(WeightDrop):
             ``<= 1``). ``"auto"`` (default): 0.95, or ``None`` under ``preset="reference"``.
             At the default rates the clamp never binds.
         eps: added to the standard deviation. Default 1e-9.
+        statistic_update: ``"backward"`` (default): every backward replaces the statistic, so
+            with gradient accumulation ``p_ij`` changes between micro-batches (the latest
+            backward wins, as in the authors' code). ``"step"``: ``p_ij`` stays fixed until
+            ``optimizer.step()``; the backwards in between add up ``|g|`` and at the first
+            forward after the step (detected by the weight's in-place version counter) their
+            mean becomes the statistic. Under ``torch.compile`` the version check breaks the
+            graph; use ``"backward"`` there.
         preset: ``"default"`` or ``"reference"``: the authors' code bit for bit in semantics
             (no drop at all before the first gradient, no clamp, empirical rescale, dense
             update, batch mask); an explicit option that contradicts it is an error.
         **options: ``rescale``, ``update``, ``mask_mode``, ``max_mask_bytes``, ``generator``
-            (see :class:`WeightDrop`).
+            (see :class:`WeightRegularizer`).
 
     Before the first finite gradient has been recorded every edge is dropped at ``p``
     (``preset="reference"``: not at all). In eval mode the weight is used unchanged.
@@ -263,39 +345,45 @@ class DynamicDropConnect(WeightDrop):
         p_max: float | Literal["auto"] | None = "auto",
         eps: float = 1e-9,
         preset: str = "default",
+        statistic_update: str = "backward",
         **options: Any,
     ) -> None:
-        check_choice("preset", preset, PRESETS)
+        name = type(self).__name__
+        check_choice(f"{name}: preset", preset, PRESETS)
         if preset == "reference":
             given = {"p_max": p_max, **options}
             for key, value in self._REFERENCE.items():
                 if key in given and given[key] != "auto" and given[key] != value:
                     raise ValueError(
-                        f"preset='reference' fixes {key}={value!r}; got {key}={given[key]!r}"
+                        f"{name}: preset='reference' fixes {key}={value!r}; "
+                        f"got {key}={given[key]!r}"
                     )
             options = {**options, **{k: v for k, v in self._REFERENCE.items() if k != "p_max"}}
             p_max = None
         elif p_max == "auto":
             p_max = 0.95
         super().__init__(**options)
-        _check_rate("p", p, 0.0, 1.0, high_open=True)
-        if not pg >= 0.0:
-            raise ValueError(f"pg must be >= 0, got {pg!r}")
-        _check_rate("tau", tau, 0.0, 1.0, high_open=False)
-        check_choice("direction", direction, F.DIRECTIONS)
-        check_choice("statistic", statistic, STATISTICS)
+        _check_rate(name, "p", p, 0.0, 1.0, high_open=True)
+        _check_rate(name, "pg", pg, 0.0, float("inf"), high_open=True)
+        _check_rate(name, "tau", tau, 0.0, 1.0, high_open=False)
+        check_choice(f"{name}: direction", direction, F.DIRECTIONS)
+        check_choice(f"{name}: statistic", statistic, STATISTICS)
+        check_choice(f"{name}: statistic_update", statistic_update, STATISTIC_UPDATES)
         if p_max is None:
             if p + pg > 1.0:
                 raise ValueError(
-                    f"p + pg = {p + pg} > 1 without a clamp gives drop probabilities above 1; "
-                    f"lower p={p} or pg={pg}, or set p_max in (0, 1)"
+                    f"{name}: p + pg = {p + pg} > 1 without a clamp gives drop probabilities "
+                    f"above 1; lower p={p} or pg={pg}, or set p_max in (0, 1)"
                 )
-        elif not (isinstance(p_max, float | int) and 0.0 < p_max < 1.0):
-            raise ValueError(f"p_max must be in (0, 1) or None, got {p_max!r}")
-        elif p > p_max:
-            raise ValueError(f"p={p} exceeds p_max={p_max}")
+        else:
+            _check_rate(name, "p_max", p_max, 0.0, 1.0, high_open=True)
+            if not p_max > 0.0:
+                raise ValueError(f"{name}: p_max must be in (0, 1) or None, got {p_max!r}")
+            if p > p_max:
+                raise ValueError(f"{name}: p={p} exceeds p_max={p_max}")
+        _check_rate(name, "eps", eps, 0.0, float("inf"), high_open=True)
         if not eps > 0.0:
-            raise ValueError(f"eps must be > 0, got {eps!r}")
+            raise ValueError(f"{name}: eps must be > 0, got {eps!r}")
         self.p, self.pg, self.tau = float(p), float(pg), float(tau)
         self.direction: Direction = direction
         self.statistic = statistic
@@ -303,9 +391,15 @@ class DynamicDropConnect(WeightDrop):
         self.p_max: float | None = None if p_max is None else float(p_max)
         self.eps = float(eps)
         self.preset = preset
+        self.statistic_update = statistic_update
         # |dL/dW_eff| of the most recent finite backward; sized lazily to the weight.
         self.register_buffer("grad_magnitude", torch.zeros(0))
         self.register_buffer("has_gradient", torch.zeros((), dtype=torch.bool))
+        if statistic_update == "step":
+            # |g| summed over the backwards since the last optimizer step, and their count.
+            self.register_buffer("pending_sum", torch.zeros(0))
+            self.register_buffer("pending_count", torch.zeros(()))
+            self._weight_version: int | None = None
 
     def prepare(self, weight: Tensor) -> None:
         if self.grad_magnitude.shape != weight.shape:
@@ -316,6 +410,30 @@ class DynamicDropConnect(WeightDrop):
                 )
             self.grad_magnitude = weight.detach().new_zeros(weight.shape)
             self.has_gradient = self.has_gradient.to(weight.device)
+        if self.statistic_update == "step" and self.pending_sum.shape != weight.shape:
+            self.pending_sum = self.grad_magnitude.new_zeros(weight.shape)
+            self.pending_count = self.pending_count.to(weight.device)
+
+    def _before_mask(self, weight: Tensor) -> None:
+        # statistic_update="step": the optimizer changed the weight in place (its version
+        # counter moved) since the last forward, so the micro-batches of that step are done:
+        # their mean |g| becomes the statistic.
+        if self.statistic_update != "step" or self.statistic == "weight":
+            return
+        self.prepare(weight)
+        version = weight._version
+        if self._weight_version is not None and version != self._weight_version:
+            self._commit_pending()
+        self._weight_version = version
+
+    @torch.no_grad()
+    def _commit_pending(self) -> None:
+        have = self.pending_count > 0
+        mean = self.pending_sum / self.pending_count.clamp_min(1.0)
+        torch.where(have, mean, self.grad_magnitude, out=self.grad_magnitude)
+        self.has_gradient.logical_or_(have)
+        self.pending_sum.zero_()
+        self.pending_count.zero_()
 
     def drop_probabilities(self, weight: Tensor) -> Tensor:
         """``p_ij`` for the next mask, from the stored statistic (or ``|W|`` for ablations)."""
@@ -343,9 +461,12 @@ class DynamicDropConnect(WeightDrop):
             eps=self.eps,
         )
 
-    def _gradient_record(self) -> tuple[Tensor, Tensor] | None:
+    def _gradient_record(self) -> F.Record | None:
         if self.statistic == "weight":
             return None
+        if self.statistic_update == "step":
+            total, count = self.pending_sum, self.pending_count
+            return lambda grad: F.accumulate_gradient(total, count, grad)
         return self.grad_magnitude, self.has_gradient
 
     def _load_from_state_dict(

@@ -1,0 +1,191 @@
+"""Regularizers on single parameters: weights that are not the ``weight`` of a plain layer.
+
+:mod:`.layers` regularizes an exact ``nn.Linear``/``nn.ConvNd`` by swapping its class. Every
+other weight is reached here, by name: ``nn.MultiheadAttention``'s ``in_proj_weight`` (and
+``out_proj.weight``, which the attention reads itself, never calling ``out_proj``), an LSTM's or
+GRU's ``weight_hh_l0`` (AWD-LSTM's weight drop), Hugging Face GPT-2's ``Conv1D.weight``,
+``ConvTranspose{1,2,3}d.weight``, or any Linear subclass.
+
+How: the module that *reads* the weight in its ``forward`` (the *owner*, usually the module
+holding it) gets a forward pre-hook that puts the effective weight ``W * M / k`` in the
+parameter's place for the duration of that forward, and a forward hook (``always_call``, so an
+exception cannot leave it there) that puts the parameter back. The parameter itself is never
+replaced: its ``state_dict`` key, its identity in an optimizer and ``flatten_parameters`` of an
+RNN all stay. The regularizer is a submodule of the holder named ``<weight>_regularizer``
+(state_dict keys ``<holder>.<weight>_regularizer.grad_magnitude`` for DDC). In eval mode
+nothing is swapped: the forward sees the plain parameter, fused fast paths included.
+
+Use :func:`dynamic_dropconnect.apply` with a parameter name in ``include=`` rather than these
+functions directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from torch import Tensor, nn
+
+from .regularizers import WeightRegularizer
+
+__all__ = ["WeightDrop", "attach_weight", "detach_weight", "regularized_parameters"]
+
+SUFFIX = "_regularizer"
+
+
+def _put(holder: nn.Module, name: str, tensor: Tensor) -> None:
+    """Make ``holder.<name>`` return ``tensor`` without registering it (no ``__setattr__``)."""
+    holder._parameters[name] = tensor  # type: ignore[assignment]
+    if isinstance(holder, nn.RNNBase) and name in holder._flat_weights_names:
+        # RNN forward reads the list, not the attributes (the cuDNN path included).
+        holder._flat_weights[holder._flat_weights_names.index(name)] = tensor
+
+
+class _SwapIn:
+    """Forward pre-hook: the effective weight replaces the parameter while ``owner`` runs."""
+
+    def __init__(self, holder: nn.Module, name: str) -> None:
+        self.holder = holder
+        self.name = name
+        self.originals: list[Tensor] = []  # a stack: the owner's forward may nest
+
+    @property
+    def regularizer(self) -> WeightRegularizer:
+        return self.holder._modules[self.name + SUFFIX]  # type: ignore[return-value]
+
+    def __call__(self, owner: nn.Module, args: Any) -> None:
+        regularizer = self.regularizer
+        if not regularizer.training:
+            return
+        parameter = self.holder._parameters[self.name]
+        assert parameter is not None
+        effective = regularizer(parameter)
+        self.originals.append(parameter)
+        _put(self.holder, self.name, effective)
+
+
+class _SwapOut:
+    """Forward hook (always called): the parameter is back once ``owner`` returns or raises."""
+
+    def __init__(self, swap_in: _SwapIn) -> None:
+        self.swap_in = swap_in
+
+    def __call__(self, owner: nn.Module, args: Any, output: Any) -> None:
+        if self.swap_in.originals:
+            _put(self.swap_in.holder, self.swap_in.name, self.swap_in.originals.pop())
+
+
+def attach_weight(
+    owner: nn.Module, holder: nn.Module, name: str, regularizer: WeightRegularizer
+) -> None:
+    """Regularize parameter ``holder.<name>`` while ``owner`` runs (``owner`` may be ``holder``).
+
+    Raises:
+        ValueError: ``name`` is not a parameter of ``holder``, or already regularized.
+        TypeError: the regularizer wants per-example masks (``mask_mode="sample"``), which need
+            the layer's input and so a Linear or ConvNd layer.
+    """
+    parameter = holder._parameters.get(name)
+    if parameter is None:
+        raise ValueError(
+            f"{type(holder).__name__} has no parameter {name!r}; parameters: "
+            f"{', '.join(holder._parameters)}"
+        )
+    if name + SUFFIX in holder._modules:
+        raise ValueError(f"{type(holder).__name__}.{name} is already regularized")
+    if regularizer.mask_mode != "batch":
+        raise TypeError(
+            f"mask_mode={regularizer.mask_mode!r} needs the layer input, so a plain nn.Linear or "
+            f"nn.ConvNd; {type(holder).__name__}.{name} supports mask_mode='batch' only"
+        )
+    regularizer.to(device=parameter.device)
+    regularizer.prepare(parameter)
+    holder.add_module(name + SUFFIX, regularizer)
+    swap_in = _SwapIn(holder, name)
+    owner.register_forward_pre_hook(swap_in)
+    owner.register_forward_hook(_SwapOut(swap_in), always_call=True)
+
+
+def _hooks(owner: nn.Module) -> Iterator[tuple[int, _SwapIn]]:
+    for key, hook in list(owner._forward_pre_hooks.items()):
+        if isinstance(hook, _SwapIn):
+            yield key, hook
+
+
+def detach_weight(owner: nn.Module, holder: nn.Module, name: str) -> None:
+    """Undo :func:`attach_weight`: hooks and regularizer gone, the parameter untouched."""
+    for key, hook in _hooks(owner):
+        if hook.holder is holder and hook.name == name:
+            del owner._forward_pre_hooks[key]
+    for key, hook in list(owner._forward_hooks.items()):
+        swap_in = hook.swap_in if isinstance(hook, _SwapOut) else None
+        if swap_in is not None and swap_in.holder is holder and swap_in.name == name:
+            del owner._forward_hooks[key]
+            owner._forward_hooks_always_called.pop(key, None)
+    del holder._modules[name + SUFFIX]
+
+
+def regularized_parameters(
+    model: nn.Module,
+) -> dict[str, tuple[nn.Module, nn.Module, str, WeightRegularizer]]:
+    """``{qualified parameter name: (owner, holder, name, regularizer)}`` of ``model``."""
+    names = {id(module): name for name, module in model.named_modules()}
+    found = {}
+    for owner in model.modules():
+        for _, hook in _hooks(owner):
+            prefix = names.get(id(hook.holder), "?")
+            qualified = f"{prefix}.{hook.name}" if prefix else hook.name
+            found[qualified] = (owner, hook.holder, hook.name, hook.regularizer)
+    return found
+
+
+class WeightDrop(nn.Module):
+    """AWD-LSTM's ``WeightDrop(module, weights, dropout)`` (Merity et al., 2017), on this library.
+
+    Wraps ``module`` and applies DropConnect with rate ``dropout`` to each parameter named in
+    ``weights`` (e.g. ``["weight_hh_l0"]`` of an ``nn.LSTM``) in training; ``forward`` passes
+    everything through. Unlike the original it does not rename the parameters (no ``_raw``
+    copies), keeps ``flatten_parameters`` working, and accepts any option of
+    :class:`~dynamic_dropconnect.DropConnect` or, with ``method="ddc"``, Dynamic DropConnect
+    (then ``dropout`` is its base rate ``p``).
+
+    Args:
+        module: the wrapped module.
+        weights: names of its parameters to regularize.
+        dropout: drop rate (DropConnect) or base rate ``p`` (DDC). Default 0.5.
+        method: ``"dropconnect"`` (AWD-LSTM) or ``"ddc"``.
+        **options: more regularizer options (``rescale``, ``pg``, ``generator``, ...).
+
+    Examples::
+
+        >>> lstm = ddc.WeightDrop(nn.LSTM(10, 20), ["weight_hh_l0"], dropout=0.5)
+        >>> out, (h, c) = lstm(torch.randn(7, 3, 10))
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        weights: list[str] | tuple[str, ...],
+        dropout: float = 0.5,
+        method: str = "dropconnect",
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        from .surgery import apply  # surgery builds on this module
+
+        if isinstance(weights, str) or not weights:
+            raise ValueError(
+                f"WeightDrop: weights must be a non-empty list of parameter names of "
+                f"{type(module).__name__} ({', '.join(n for n, _ in module.named_parameters())})"
+                f", got {weights!r}"
+            )
+        self.module = module
+        self.weights = tuple(weights)
+        self.dropout = dropout
+        apply(module, method, include=list(self.weights), p=dropout, **options)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.module(*args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return f"weights={list(self.weights)}, dropout={self.dropout}"
