@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
+EXTRAS ?= dev
 
 .PHONY: demo test venv lint bench clean
 
@@ -14,17 +15,19 @@ $(PY):
 # then this package with its extras.
 venv: $(PY)
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 
 demo: venv
 	$(VENV)/bin/ddc compare
 
+# The tests also cover Hugging Face models (the optional extra; they skip without it).
+test: EXTRAS = dev,huggingface
 test: venv
 	$(PY) -m pytest -q
 
 lint: venv
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
 
 bench: venv
 	$(PY) benchmarks/overhead.py

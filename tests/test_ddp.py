@@ -63,3 +63,47 @@ def test_two_process_gloo_training(tmp_path: Path, broadcast_buffers: bool) -> N
     # Each backward records the rank's own local gradient; with broadcast_buffers=True the
     # next forward overwrites it with rank 0's, as the DynamicDropConnect docstring says.
     assert same_stat == broadcast_buffers
+
+
+class _SeqModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(8, 16, batch_first=True)
+        self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.rnn(x)[0]
+        return self.head(self.attn(h, h, h, need_weights=False)[0].mean(1))
+
+
+def _parameter_worker(rank: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = ddc.apply(_SeqModel(), "ddc", include=["rnn", "attn"])
+    torch.manual_seed(100 + rank)
+    ddp = DistributedDataParallel(model)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+    x = torch.randn(16, 5, 8)
+    y = (x[:, 0, 0] > 0).long()
+    for _ in range(4):
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(ddp(x), y).backward()
+        opt.step()
+    torch.save(model.state_dict(), Path(out_dir) / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_two_process_gloo_training_on_parameter_targets(tmp_path: Path) -> None:
+    # DDC on an LSTM's weight_hh and an attention's projections (forward hooks) under DDP.
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available in this build")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    mp.spawn(_parameter_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD)
+    states = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    for key in ("rnn.weight_hh_l0", "attn.in_proj_weight", "attn.out_proj.weight"):
+        torch.testing.assert_close(states[0][key], states[1][key])  # in sync
+    for state in states:
+        assert state["rnn.weight_hh_l0_regularizer.has_gradient"]
+        assert state["attn.out_proj.weight_regularizer.grad_magnitude"].abs().sum() > 0
