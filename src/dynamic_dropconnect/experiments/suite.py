@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from .config import Experiment
+from .datasets import DatasetError, load_dataset
 from .io import atomic_write_json
 from .methods import METHODS
 from .report import plot_sweep_heatmap, write_report
@@ -178,6 +179,8 @@ def _execute(tasks: Sequence[_Task], options: RunOptions) -> dict[Path, dict[str
                     resume=options.resume,
                     progress=options.progress,
                 )
+            except DatasetError:
+                raise  # missing or corrupt data fails every run alike: say it once
             except Exception:
                 failures[str(task.run_dir)] = traceback.format_exc()
                 options.log(f"{task.run_dir}: FAILED\n{failures[str(task.run_dir)]}")
@@ -270,6 +273,7 @@ def compare(
         for method in methods
     ]
     _check_jobs(options.jobs, len(tasks))
+    load_dataset(experiment.dataset, options.data_dir)  # missing data: one error, nothing written
     _start(out, experiment, methods, seeds, options)
     try:
         _execute(tasks, options)
@@ -308,6 +312,7 @@ def sweep(
         for seed in seeds
     ]
     _check_jobs(options.jobs, len(tasks))
+    load_dataset(experiment.dataset, options.data_dir)
     _start(out, experiment, ["ddc"], seeds, options, full)
     results = _execute(tasks, options)
     rows: list[dict[str, Any]] = []
