@@ -1,4 +1,4 @@
-"""The ``ddc`` command: compare, synthetic, sweep, report, list, data.
+"""The ``ddc`` command: compare, synthetic, sweep, report, uncertainty, list, data.
 
 ``ddc`` with no arguments runs the embedded default comparison (digits-mlp, the main methods,
 3 seeds) in a couple of minutes on a laptop CPU.
@@ -88,6 +88,22 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="re-render table and plots of a run directory")
     p.add_argument("run_dir", type=Path)
+
+    p = sub.add_parser(
+        "uncertainty",
+        help="MC calibration (NLL, ECE, Brier) and OOD detection of a run directory's models",
+    )
+    p.add_argument("run_dir", type=Path)
+    p.add_argument(
+        "--samples",
+        type=lambda t: _csv(int, t),
+        default=[1, 5, 10, 30, 100],
+        help="numbers of stochastic passes T (default 1,5,10,30,100)",
+    )
+    p.add_argument("--no-ood", action="store_true", help="skip out-of-distribution detection")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--batch-size", type=int, default=2000, help="examples per chunk")
 
     sub.add_parser("list", help="experiments, methods, datasets (and whether present)")
 
@@ -203,6 +219,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{args.run_dir} is not a run directory (no config.json)", file=sys.stderr)
                 return 2
             print(write_report(args.run_dir).read_text())
+        elif command == "uncertainty":
+            from .uncertainty import evaluate_run
+
+            path = evaluate_run(
+                args.run_dir,
+                t_values=args.samples,
+                ood=not args.no_ood,
+                device=args.device,
+                data_dir=args.data_dir,
+                batch_size=args.batch_size,
+            )
+            print(path.read_text())
+            print(f"Written: {path}")
         elif command == "list":
             _list()
         elif command == "data":

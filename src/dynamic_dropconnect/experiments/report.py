@@ -684,4 +684,8 @@ def write_report(run_dir: str | Path, reference: str | None = None) -> Path:
         "plots": {k: f"plots/{v.name}" for k, v in made.items()},
     }
     atomic_write_json(run_dir / "results.json", _json_safe(payload))
+    if (run_dir / "uncertainty.json").exists():  # written by `ddc uncertainty`
+        from .uncertainty import render_uncertainty
+
+        render_uncertainty(run_dir)
     return atomic_write_text(run_dir / "results.md", "\n".join(parts))
