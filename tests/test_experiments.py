@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -202,7 +203,20 @@ def test_sweep_writes_heatmaps(tmp_path: Path) -> None:
     assert code == 0
     rows = json.loads((tmp_path / "s" / "sweep.json").read_text())
     assert len(rows) == 4 and {r["p"] for r in rows} == {0.2, 0.4}
-    assert (tmp_path / "s" / "plots" / "sweep_test_acc_p_pg.png").exists()
+    for plot in ("test_acc", "mean_drop_rate", "gain_over_matched"):
+        assert (tmp_path / "s" / "plots" / f"sweep_{plot}_p_pg.png").stat().st_size > 1000
+    for row in rows:
+        # DropConnect at the cell's measured rate, trained on the same seed, beside each cell.
+        run = tmp_path / f"s/grid/p{row['p']}_pg{row['pg']}_tau0.5/seed0/metrics.csv"
+        with run.open() as f:
+            realized = [float(r["drop_rate/linear1"]) for r in csv.DictReader(f)]
+        assert row["mean_drop_rate"] == pytest.approx(sum(realized) / len(realized))
+        assert row["matched_dropconnect_p"] == round(row["mean_drop_rate"], 2)
+        twin = tmp_path / f"s/matched/dropconnect_p{row['mean_drop_rate']:.2f}/seed0/result.json"
+        twin_acc = json.loads(twin.read_text())["test_acc_at_best_val"]
+        assert row["gain_over_matched"] == pytest.approx(row["test_acc"] - twin_acc)
+    table = (tmp_path / "s" / "sweep.md").read_text()
+    assert "| 0.2 | 0.3 | 0.5 |" in table and "matched DropConnect p" in table
 
 
 def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:

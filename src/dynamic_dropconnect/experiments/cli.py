@@ -79,8 +79,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="grid over DDC's p, pg, tau with heatmaps")
     _add_run_options(p, seeds=1)
-    for name, default in (("p", "0.1,0.3,0.5"), ("pg", "0.25,0.5,0.75"), ("tau", "0.5")):
+    for name, default in (("p", "0.1,0.2,0.3,0.4"), ("pg", "0.25,0.5,0.75"), ("tau", "0.5")):
         p.add_argument(f"--{name}", type=lambda t: _csv(float, t), default=_csv(float, default))
+    p.add_argument(
+        "--no-matched",
+        action="store_true",
+        help="skip DropConnect at each cell's measured mean drop rate",
+    )
 
     p = sub.add_parser("synthetic", help="the paper's Figure 1 (2-D linear regression)")
     p.add_argument("--out", type=Path, default=Path("runs") / "synthetic")
@@ -198,8 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif command == "sweep":
             out = args.out or _default_out(f"sweep-{experiment.name}")
             grid = {"p": args.p, "pg": args.pg, "tau": args.tau}
-            path = sweep(experiment, grid, _seeds(args), out, options)
-            print(f"Written: {path} and heatmaps in {path.parent / 'plots'}")
+            path = sweep(experiment, grid, _seeds(args), out, options, matched=not args.no_matched)
+            print((path.parent / "sweep.md").read_text())
+            print(f"Written: {path}, sweep.md and heatmaps in {path.parent / 'plots'}")
         elif command == "synthetic":
             from .synthetic import run_synthetic
 

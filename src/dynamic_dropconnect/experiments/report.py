@@ -32,6 +32,7 @@ from .io import atomic_write, atomic_write_json, atomic_write_text
 
 __all__ = [
     "METRICS",
+    "format_sweep_table",
     "format_table",
     "load_config",
     "load_metrics",
@@ -573,8 +574,10 @@ def plot_sweep_heatmap(
 ) -> Path:
     """Heatmap of ``value`` over the grid of ``x`` (columns) and ``y`` (rows), cells annotated.
 
-    Rows with the same ``(x, y)`` are averaged (the caller fixes any other swept parameter);
-    missing cells stay blank. Values of an ``*acc*`` column in ``[0, 1]`` are shown in percent.
+    Rows with the same ``(x, y)`` are averaged (the caller fixes any other swept parameter) and,
+    with two or more (seeds), annotated ``mean ± std``; missing cells stay blank. Values of an
+    ``*acc*`` or ``*gain*`` column within ``[-1, 1]`` are shown in percent (points); a ``*gain*``
+    column gets a diverging colour map centred on 0.
     Raises ``ValueError`` when no row has numeric ``x``, ``y`` and ``value``.
     """
     cells: dict[tuple[Any, Any], list[float]] = {}
@@ -588,23 +591,32 @@ def plot_sweep_heatmap(
     xs = sorted({k[0] for k in cells}, key=_sort_key)
     ys = sorted({k[1] for k in cells}, key=_sort_key)
     grid = np.full((len(ys), len(xs)), np.nan)
+    spread = np.full((len(ys), len(xs)), np.nan)
     for (xv, yv), vals in cells.items():
-        grid[ys.index(yv), xs.index(xv)] = float(np.mean(vals))
+        grid[ys.index(yv), xs.index(xv)], spread[ys.index(yv), xs.index(xv)] = _mean_std(vals)
     finite = grid[np.isfinite(grid)]
-    percent = "acc" in value.lower() and finite.min() >= 0.0 and finite.max() <= 1.0
+    gain = "gain" in value.lower()
+    percent = ("acc" in value.lower() or gain) and finite.min() >= -1.0 and finite.max() <= 1.0
     shown = grid * 100.0 if percent else grid
+    shown_std = spread * 100.0 if percent else spread
 
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(1.1 * len(xs) + 2.5, 0.8 * len(ys) + 2.0))
-    image = ax.imshow(np.ma.masked_invalid(shown), cmap="viridis", origin="lower", aspect="auto")
-    fig.colorbar(image, ax=ax, label=value + (" (%)" if percent else ""))
+    fig, ax = plt.subplots(figsize=(1.3 * len(xs) + 2.5, 0.9 * len(ys) + 2.0))
+    extra: dict[str, Any] = {"cmap": "viridis"}
+    if gain:
+        bound = float(np.nanmax(np.abs(shown))) or 1.0
+        extra = {"cmap": "RdBu", "vmin": -bound, "vmax": bound}
+    image = ax.imshow(np.ma.masked_invalid(shown), origin="lower", aspect="auto", **extra)
+    fig.colorbar(image, ax=ax, label=value + ((" (pp)" if gain else " (%)") if percent else ""))
     lo, hi = np.nanmin(shown), np.nanmax(shown)
     for i in range(len(ys)):
         for j in range(len(xs)):
             v = shown[i, j]
             if math.isfinite(v):
                 text = f"{v:.2f}" if percent else f"{v:.3g}"
-                bright = hi > lo and (v - lo) / (hi - lo) > 0.6
+                if math.isfinite(shown_std[i, j]):
+                    text += f"\n±{shown_std[i, j]:.2f}" if percent else f"\n±{shown_std[i, j]:.2g}"
+                bright = not gain and hi > lo and (v - lo) / (hi - lo) > 0.6
                 ax.text(
                     j,
                     i,
@@ -621,6 +633,43 @@ def plot_sweep_heatmap(
     ax.set_title(f"{value} over {x} × {y}", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def format_sweep_table(rows: Sequence[dict[str, Any]], title: str, n_seeds: int) -> str:
+    """Markdown table of a sweep: one line per (p, pg, tau) cell, DDC against DropConnect at
+    the cell's measured mean drop rate (when the rows have it), paired by seed."""
+    cells: dict[tuple[Any, Any, Any], list[dict[str, Any]]] = {}
+    for row in rows:
+        cells.setdefault((row["p"], row["pg"], row["tau"]), []).append(row)
+    matched = any("matched_dropconnect_test_acc" in r for r in rows)
+    head = "| p | pg | tau | mean drop rate | DDC test acc @ best val |"
+    rule = "|---|---|---|---|---|"
+    if matched:
+        head += " matched DropConnect p | its test acc | gain (pp) | DDC wins | paired t p |"
+        rule += "---|---|---|---|---|"
+    lines = [f"# Sweep: {title}", "", f"{n_seeds} seed(s) per cell; accuracies in %.", "",
+             head, rule]  # fmt: skip
+    for (p, pg, tau), group in sorted(cells.items(), key=lambda kv: tuple(map(_sort_key, kv[0]))):
+        ddc_acc = [r["test_acc"] for r in group]
+        line = (
+            f"| {p} | {pg} | {tau} | {np.mean([r['mean_drop_rate'] for r in group]):.3f} | "
+            f"{_pct_pm(_stat(ddc_acc))} |"
+        )
+        if matched:
+            dc_acc = [r["matched_dropconnect_test_acc"] for r in group]
+            test = paired_comparison(ddc_acc, dc_acc)
+            line += (
+                f" {group[0]['matched_dropconnect_p']} | {_pct_pm(_stat(dc_acc))} | "
+                f"{100 * test['mean_diff']:+.2f} ± {100 * test['std_diff']:.2f} | "
+                f"{test['wins']}/{test['n']} | {_pvalue(test['t_pvalue'])} |"
+            )
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def _stat(values: Sequence[float]) -> dict[str, float]:
+    mean, std = _mean_std(values)
+    return {"mean": mean, "std": std}
 
 
 def _sort_key(v: Any) -> tuple[int, Any]:

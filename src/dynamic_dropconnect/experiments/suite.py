@@ -16,6 +16,7 @@ end, after the report of the finished runs is written.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -28,13 +29,14 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .config import Experiment
 from .datasets import DatasetError, load_dataset
-from .io import atomic_write_json
+from .io import atomic_write_json, atomic_write_text
 from .methods import METHODS
-from .report import plot_sweep_heatmap, write_report
+from .report import format_sweep_table, load_metrics, plot_sweep_heatmap, write_report
 from .training import PreparedData, RunSpec, prepare_data, train_run
 
 __all__ = ["RunDirError", "RunOptions", "RunsFailedError", "compare", "shortened", "sweep"]
@@ -282,17 +284,29 @@ def compare(
     return report
 
 
+def _mean_drop_rate(run_dir: Path) -> float:
+    """Realized drop rate of a run, averaged over its epochs and regularized layers."""
+    columns = load_metrics(run_dir / "metrics.csv")
+    rates = [v for k, v in columns.items() if k.startswith("drop_rate/")]
+    return float(np.nanmean(np.stack(rates))) if rates else float("nan")
+
+
 def sweep(
     experiment: Experiment,
     grid: dict[str, Sequence[float]],
     seeds: Sequence[int],
     out: str | Path,
     options: RunOptions | None = None,
+    *,
+    matched: bool = True,
 ) -> Path:
-    """Grid over DDC's ``p``, ``pg``, ``tau``; writes ``sweep.json`` and heatmaps.
+    """Grid over DDC's ``p``, ``pg``, ``tau``; writes ``sweep.json``, ``sweep.md`` and heatmaps.
 
     Parameters left out of ``grid`` keep their defaults; ``p + pg`` above 1 is clamped by
-    ``p_max``. Returns the path of ``sweep.json``.
+    ``p_max``. With ``matched`` every cell also gets DropConnect at the cell's measured mean
+    drop rate (the realized rate of its DDC runs, averaged over epochs and seeds, rounded to
+    0.01; cells with the same rate share those runs), trained on the same seeds, and the
+    gain of DDC over it. Returns the path of ``sweep.json``.
     """
     options = options or RunOptions()
     out = Path(out)
@@ -315,22 +329,52 @@ def sweep(
     load_dataset(experiment.dataset, options.data_dir)
     _start(out, experiment, ["ddc"], seeds, options, full)
     results = _execute(tasks, options)
+    rates = {
+        (p, pg, tau): float(np.nanmean([
+            _mean_drop_rate(out / "grid" / f"p{p}_pg{pg}_tau{tau}" / f"seed{s}") for s in seeds
+        ]))
+        for p, pg, tau in cells
+    }  # fmt: skip
+    matched_results: dict[Path, dict[str, Any]] = {}
+    if matched:
+        matched_tasks = {
+            out / "matched" / f"dropconnect_p{rate:.2f}" / f"seed{seed}": _Task(
+                RunSpec(experiment, "dropconnect", seed, options.device, {"p": round(rate, 2)}),
+                out / "matched" / f"dropconnect_p{rate:.2f}" / f"seed{seed}",
+            )
+            for rate in sorted(set(rates.values()))
+            for seed in seeds
+        }
+        jobs = min(options.jobs, len(matched_tasks))
+        matched_results = _execute(
+            list(matched_tasks.values()), dataclasses.replace(options, jobs=jobs)
+        )
     rows: list[dict[str, Any]] = []
     for task in tasks:
         result, hp = results[task.run_dir], task.spec.method_options
-        rows.append(
-            {
-                **hp,
-                "seed": task.spec.seed,
-                "val_acc": result["best_val_acc"],
-                "test_acc": result["test_acc_at_best_val"],
-            }
-        )
+        rate = rates[(hp["p"], hp["pg"], hp["tau"])]
+        row = {
+            **hp,
+            "seed": task.spec.seed,
+            "val_acc": result["best_val_acc"],
+            "test_acc": result["test_acc_at_best_val"],
+            "mean_drop_rate": rate,
+        }
+        if matched:
+            twin = matched_results[
+                out / "matched" / f"dropconnect_p{rate:.2f}" / f"seed{task.spec.seed}"
+            ]
+            row["matched_dropconnect_p"] = round(rate, 2)
+            row["matched_dropconnect_test_acc"] = twin["test_acc_at_best_val"]
+            row["gain_over_matched"] = row["test_acc"] - twin["test_acc_at_best_val"]
+        rows.append(row)
     atomic_write_json(out / "sweep.json", rows)
     varied = [k for k in names if len(full[k]) > 1] or ["p", "pg"]
     x, y = (varied + [k for k in names if k not in varied])[:2]
-    for value in ("val_acc", "test_acc"):
+    values = ["val_acc", "test_acc", "mean_drop_rate"] + (["gain_over_matched"] if matched else [])
+    for value in values:
         plot_sweep_heatmap(rows, x, y, value, out / "plots" / f"sweep_{value}_{x}_{y}.png")
+    atomic_write_text(out / "sweep.md", format_sweep_table(rows, experiment.name, len(seeds)))
     return out / "sweep.json"
 
 
