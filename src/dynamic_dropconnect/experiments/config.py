@@ -31,12 +31,19 @@ class Experiment:
     schedule: str = "authors"  # see .schedules; "cosine" is this project's earlier one
     min_lr: float = AUTHORS_MIN_LR
     model_options: dict[str, Any] = field(default_factory=dict)
+    #: per method, options that replace the method's defaults in this experiment
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    optimizer: str = "sgd"  # "sgd" (momentum, the authors') or "adam" (AdamW)
     source: str = "authors' code"
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(
                 f"unknown schedule {self.schedule!r} for {self.name}; valid: {', '.join(SCHEDULES)}"
+            )
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(
+                f"{self.name}: optimizer must be 'sgd' or 'adam', got {self.optimizer!r}"
             )
         if not 0 <= self.warmup < self.epochs:
             raise ValueError(
@@ -185,6 +192,37 @@ EXPERIMENTS: dict[str, Experiment] = {
             hflip=True,
             schedule="cosine",
             source=_OURS,
+        ),
+        # Beyond the paper (SPEC section 5, OQ4): sequences, on Debian's word lists (wordlang).
+        Experiment(
+            "wordlang-lstm",
+            "wordlang",
+            "char-lstm",
+            15,
+            3e-3,
+            0.0,
+            1,
+            optimizer="adam",
+            schedule="cosine",
+            source=_OURS + "; AWD-LSTM-style weight drop on weight_hh_l0",
+        ),
+        Experiment(
+            "wordlang-transformer",
+            "wordlang",
+            "char-transformer",
+            15,
+            1e-3,
+            0.01,
+            1,
+            optimizer="adam",
+            schedule="cosine",
+            # Mean drop rate ~0.1 for every method: attention weights take less than 0.5.
+            method_options={
+                "dropout": {"p": 0.1},
+                "dropconnect": {"p": 0.1},
+                "ddc": {"p": 0.05, "pg": 0.25},
+            },
+            source=_OURS + "; DDC on attention projections and feed-forward weights",
         ),
     ]
 }

@@ -15,6 +15,8 @@ from torch import nn
 
 import dynamic_dropconnect as ddc
 
+from .models import LockedDropout
+
 __all__ = ["MAIN_METHODS", "METHODS", "Method", "apply_method"]
 
 
@@ -43,6 +45,12 @@ METHODS: dict[str, Method] = {
             "standout",
             "Standout (Ba & Frey 2013), alpha=1, beta=0, on act1",
             {"alpha": 1.0, "beta": 0.0},
+        ),
+        Method(
+            "locked-dropout",
+            "locked-dropout",
+            "variational (locked) dropout p=0.5 on a recurrent model's inputs and outputs",
+            {"p": 0.5},
         ),
         Method("dropconnect", "dropconnect", "DropConnect p=0.5 on linear1", {"p": 0.5}),
         Method("ddc", "ddc", "Dynamic DropConnect p=0.3, pg=0.5, tau=0.5 on linear1"),
@@ -74,6 +82,16 @@ def _slots(model: nn.Module, attribute: str, default: tuple[str, ...]) -> tuple[
     return tuple(getattr(model, attribute, default))
 
 
+def _needed(model: nn.Module, method: str, attribute: str, default: tuple[str, ...]) -> tuple:
+    slots = _slots(model, attribute, default)
+    if not slots or not all(hasattr(model, s) for s in slots):
+        raise ValueError(
+            f"method {method!r} needs the {attribute} of the model, which "
+            f"{type(model).__name__} does not have ({list(slots)})"
+        )
+    return slots
+
+
 def apply_method(model: nn.Module, name: str, overrides: dict[str, Any] | None = None) -> nn.Module:
     """Regularize ``model`` in place with method ``name`` (``overrides`` replace options)."""
     if name not in METHODS:
@@ -81,10 +99,13 @@ def apply_method(model: nn.Module, name: str, overrides: dict[str, Any] | None =
     method = METHODS[name]
     options = {**method.options, **(overrides or {})}
     if method.kind == "dropout":
-        for slot in _slots(model, "dropout_slots", ("drop1",)):
+        for slot in _needed(model, name, "dropout_slots", ("drop1",)):
             setattr(model, slot, nn.Dropout(options["p"]))
+    elif method.kind == "locked-dropout":
+        for slot in _needed(model, name, "locked_slots", ()):
+            setattr(model, slot, LockedDropout(options["p"]))
     elif method.kind == "standout":
-        for slot in _slots(model, "activation_slots", ("act1",))[:1]:
+        for slot in _needed(model, name, "activation_slots", ("act1",))[:1]:
             setattr(model, slot, ddc.Standout(options["alpha"], options["beta"]))
     elif method.kind in ("ddc", "dropconnect"):
         layers = _slots(model, "regularized_layers", ("linear1",))

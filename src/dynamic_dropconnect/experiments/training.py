@@ -56,6 +56,7 @@ class PreparedData:
     in_channels: int
     image_size: int
     source: str
+    vocab_size: int | None = None  # token data: ids 0..vocab_size-1 (0 pads)
 
 
 def prepare_data(
@@ -75,7 +76,11 @@ def prepare_data(
         pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:subset]
         x, y = x[pick], y[pick]
     train_idx, val_idx = train_val_split(len(x), experiment.val_fraction, seed)
-    mean, std = channel_stats(x[train_idx])
+    tokens = not torch.is_floating_point(x) and x.dtype != torch.uint8
+    if tokens:  # token ids are not normalised
+        mean, std = torch.zeros(1), torch.ones(1)
+    else:
+        mean, std = channel_stats(x[train_idx])
     test_x, test_y = bundle.test.x, bundle.test.y
     if subset is not None:
         test_x, test_y = test_x[:subset], test_y[:subset]
@@ -89,6 +94,7 @@ def prepare_data(
         in_channels=x.shape[1],
         image_size=experiment.image_size or x.shape[-1],
         source=bundle.source,
+        vocab_size=int(max(x.max(), bundle.test.x.max())) + 1 if tokens else None,
     )
 
 
@@ -132,10 +138,12 @@ def build(spec: RunSpec, data: PreparedData) -> nn.Module:
         num_classes=data.num_classes,
         in_channels=data.in_channels,
         image_size=data.image_size,
+        **({"vocab_size": data.vocab_size} if data.vocab_size is not None else {}),
         **spec.experiment.model_options,
     )
     xavier_init(model)
-    apply_method(model, spec.method, spec.method_options)
+    options = {**spec.experiment.method_options.get(spec.method, {}), **spec.method_options}
+    apply_method(model, spec.method, options)
     return model.to(spec.device)
 
 
@@ -145,7 +153,10 @@ def _inputs(
     experiment: Experiment,
     augment_with: torch.Generator | None = None,
 ) -> Tensor:
-    """Normalised float inputs; augmented when a generator is given (training batches)."""
+    """Normalised float inputs; augmented when a generator is given (training batches).
+    Token ids (``data.vocab_size`` set) pass through unchanged."""
+    if data.vocab_size is not None:
+        return x
     out = normalize(x, data.mean, data.std)
     if augment_with is not None:
         out = augment(
@@ -261,12 +272,17 @@ def train_run(
             return done
 
     model = build(spec, data)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=experiment.lr,
-        momentum=experiment.momentum,
-        weight_decay=experiment.weight_decay,
-    )
+    if experiment.optimizer == "adam":
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(
+            model.parameters(), lr=experiment.lr, weight_decay=experiment.weight_decay
+        )
+    else:
+        optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=experiment.lr,
+            momentum=experiment.momentum,
+            weight_decay=experiment.weight_decay,
+        )
     learning_rates = experiment.learning_rates()
     rows: list[dict[str, Any]] = []
     if resume and checkpoint_path.exists():

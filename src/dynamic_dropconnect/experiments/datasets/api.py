@@ -17,6 +17,7 @@ from .idx import load_idx_dataset
 from .norb import load_smallnorb
 from .registry import DATASETS, NORB_DEFAULT_IMAGE_SIZE
 from .small import digits_source, load_digits_dataset, load_synthetic_2d
+from .text import load_wordlang
 
 __all__ = ["dataset_status", "fetch_dataset", "get_info", "load_dataset", "verify_dataset"]
 
@@ -65,6 +66,8 @@ def load_dataset(
     if name == "smallnorb":
         size = NORB_DEFAULT_IMAGE_SIZE if image_size is None else image_size
         return load_smallnorb(info, data_dir, download=download, image_size=size)
+    if name == "wordlang":
+        return load_wordlang(info, data_dir, download=download)
     if name == "digits":
         return load_digits_dataset(info)
     if name == "synthetic-2d":

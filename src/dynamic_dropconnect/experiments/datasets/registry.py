@@ -13,6 +13,8 @@ Where every checksum comes from
 * small NORB: md5 of the **decompressed** ``.mat`` files as listed by third-party loaders (two
   independent public copies agree); not recomputed here. On top of the checksum, the loader
   checks every header strictly (magic, rank, dims) and the exact byte size implied by it.
+* wordlang: sha256 and size of each word list as installed from Debian 13's packages (the
+  versions in :data:`.text.WORD_LISTS`), computed on the development machine.
 """
 
 from __future__ import annotations
@@ -20,6 +22,17 @@ from __future__ import annotations
 from .base import ArchiveSpec, DatasetInfo, FileSpec
 
 __all__ = ["DATASETS", "NORB_DEFAULT_IMAGE_SIZE", "dataset_names"]
+
+_WORD_LIST_FILES = (
+    ("american-english", "9f513f1ceadb6a01c5485b7dbdfd5118dc66cd70b59cae2851292112d4066a32",
+     985084),
+    ("ngerman", "4864ca7300aae638c611114092ed566ba232b35e42280fcfb5509c5d121b307d", 4725887),
+    ("french", "33b3a15b7c47c4b85aaafa7c8b41d3fee9c7ca1383381bb8f710372ce7474f06", 4006521),
+    ("spanish", "6b26adc955ec682e41e98d626d0ed1f778511065ee1f7f19c28e8b3cb574b9b6", 852190),
+    ("italian", "096f728b7b63073f32604dfaa7c5dbf5b2d32123880f0b05fe462670630f6218", 1248830),
+    ("dutch", "2e5128e8e7f9a5bdfc427c784c839986b0df1386cc53aef90ed2df71644f3987", 5096240),
+)  # fmt: skip
+_SRC_WORDS = "sha256 of the word list from its Debian 13 package (computed here)"
 
 # ---------------------------------------------------------------------------------- idx family
 _MNIST_MIRRORS = (
@@ -260,6 +273,24 @@ DATASETS: dict[str, DatasetInfo] = {
             "gzipped or decompressed both work",
         ),
         notes="checksums from third-party lists; header/shape/size verified strictly as well",
+    ),
+    "wordlang": DatasetInfo(
+        name="wordlang",
+        description=(
+            "word -> language (en, de, fr, es, it, nl) from Debian's spelling word lists; "
+            "words of 3-16 letters, unambiguous, 10000 train / 2000 test per language"
+        ),
+        num_classes=6,
+        files=tuple(
+            FileSpec(name, "sha256", digest, size, gz_ok=False, digest_source=_SRC_WORDS)
+            for name, digest, size in _WORD_LIST_FILES
+        ),
+        system_dirs=("/usr/share/dict",),
+        how_to_obtain=(
+            "apt: `apt-get install wamerican wngerman wfrench wspanish witalian wdutch` "
+            "(files in /usr/share/dict/)",
+        ),
+        notes="licences: SCOWL (en), GPL-2+ (de, fr, es), GPL-3+ (it), BSD/CC-BY (nl)",
     ),
     "digits": DatasetInfo(
         name="digits",

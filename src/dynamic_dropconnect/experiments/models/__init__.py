@@ -11,6 +11,7 @@ from .layers import LocallyConnected2d, SlotModel
 from .mlp import MLP
 from .registry import MODELS, build_model, xavier_init
 from .resnet import ResNet18
+from .sequence import CharLSTM, CharTransformer, LockedDropout
 from .vit import ViT
 
 __all__ = [
@@ -19,7 +20,10 @@ __all__ = [
     "VGG13BN",
     "AlexNet",
     "AlexNetNORB",
+    "CharLSTM",
+    "CharTransformer",
     "LocallyConnected2d",
+    "LockedDropout",
     "ResNet18",
     "SimpleCNN1",
     "SimpleCNN2",

@@ -12,6 +12,7 @@ from .convnets import VGG13BN, AlexNet, AlexNetNORB, SimpleCNN1, SimpleCNN2
 from .layers import LocallyConnected2d, SlotModel
 from .mlp import MLP
 from .resnet import ResNet18
+from .sequence import CharLSTM, CharTransformer
 from .vit import ViT
 
 __all__ = ["MODELS", "build_model", "xavier_init"]
@@ -27,6 +28,8 @@ MODELS: dict[str, Callable[..., SlotModel]] = {
     "mlp": MLP,
     "resnet18": ResNet18,
     "vit": ViT,
+    "char-lstm": CharLSTM,
+    "char-transformer": CharTransformer,
 }
 
 
