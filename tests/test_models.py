@@ -68,6 +68,8 @@ def test_registry_names() -> None:
         "mlp",
         "resnet18",
         "vit",
+        "char-lstm",
+        "char-transformer",
     }
 
 

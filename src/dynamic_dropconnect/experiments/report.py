@@ -616,7 +616,10 @@ def plot_sweep_heatmap(
                 text = f"{v:.2f}" if percent else f"{v:.3g}"
                 if math.isfinite(shown_std[i, j]):
                     text += f"\n±{shown_std[i, j]:.2f}" if percent else f"\n±{shown_std[i, j]:.2g}"
-                bright = not gain and hi > lo and (v - lo) / (hi - lo) > 0.6
+                if gain:  # light near 0, dark at both ends of the diverging map
+                    bright = abs(v) < 0.5 * max(abs(lo), abs(hi))
+                else:
+                    bright = hi > lo and (v - lo) / (hi - lo) > 0.6
                 ax.text(
                     j,
                     i,
