@@ -145,32 +145,17 @@ class SimpleCNN2(SlotModel):
         return f"variant={self.variant!r}"
 
 
-class _AlexNetShape(SlotModel):
-    """AlexNet's layout after a given stem conv (64 channels out): convolutions
-    64-192-384-256-256 with three max pools, an adaptive average pool to ``pooled``², then
-    ``linear1``, ``act1``, ``drop1``, ``linear2``, ReLU, ``linear3``."""
+class _AlexNetHead(SlotModel):
+    """AlexNet's classifier after a given feature extractor: ``linear1`` (``flat_features`` →
+    ``hidden``), ``act1``, ``drop1``, ``linear2`` (``hidden`` → ``hidden``), ReLU, ``linear3``."""
 
-    def __init__(self, stem: nn.Conv2d, *, pooled: int, hidden: int, num_classes: int) -> None:
+    def __init__(
+        self, features: nn.Sequential, flat_features: int, *, hidden: int, num_classes: int
+    ) -> None:
         super().__init__()
-        self.features = nn.Sequential(
-            stem,
-            nn.ReLU(),
-            nn.MaxPool2d(3, 2),
-            nn.Conv2d(64, 192, 5, padding=2),
-            nn.ReLU(),
-            nn.MaxPool2d(3, 2),
-            nn.Conv2d(192, 384, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(384, 256, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(256, 256, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(3, 2),
-            nn.AdaptiveAvgPool2d((pooled, pooled)),
-            nn.Flatten(),
-        )
-        self.flat_features = 256 * pooled * pooled
-        self.linear1 = nn.Linear(self.flat_features, hidden)
+        self.features = features
+        self.flat_features = flat_features
+        self.linear1 = nn.Linear(flat_features, hidden)
         self.act1: nn.Module = nn.ReLU()
         self.drop1: nn.Module = nn.Identity()
         self.linear2 = nn.Linear(hidden, hidden)
@@ -184,7 +169,31 @@ class _AlexNetShape(SlotModel):
         return self.linear3(x)
 
 
-class AlexNet(_AlexNetShape):
+def _alexnet_convs(
+    stem: nn.Conv2d, widths: tuple[int, int, int, int], tail: list[nn.Module]
+) -> nn.Sequential:
+    """stem, ReLU, maxpool 3/2, conv k5 p2, ReLU, maxpool 3/2, three conv k3 p1 (each with
+    ReLU), maxpool 3/2, then ``tail``; ``widths``: the output channels of convs 2 to 5."""
+    c2, c3, c4, c5 = widths
+    return nn.Sequential(
+        stem,
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(stem.out_channels, c2, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(c2, c3, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(c3, c4, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(c4, c5, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2),
+        *tail,
+    )
+
+
+class AlexNet(_AlexNetHead):
     """AlexNet for 224 px inputs, torchvision layout (the authors' CIFAR-10 AlexNet, upsampled).
 
     Features: conv 64 k11 s4 p2, maxpool 3/2, conv 192 k5 p2, maxpool, conv 384 k3, conv 256 k3,
@@ -197,10 +206,12 @@ class AlexNet(_AlexNetShape):
     def __init__(self, *, num_classes: int, in_channels: int = 3, image_size: int = 224) -> None:
         del image_size  # the adaptive pool makes the classifier size independent of it
         stem = nn.Conv2d(in_channels, 64, 11, stride=4, padding=2)
-        super().__init__(stem, pooled=6, hidden=4096, num_classes=num_classes)
+        tail: list[nn.Module] = [nn.AdaptiveAvgPool2d((6, 6)), nn.Flatten()]
+        features = _alexnet_convs(stem, (192, 384, 256, 256), tail)
+        super().__init__(features, 256 * 6 * 6, hidden=4096, num_classes=num_classes)
 
 
-class AlexNetNORB(SlotModel):
+class AlexNetNORB(_AlexNetHead):
     """The authors' NORB AlexNet (``AlexNet_norb.py``): 2 stereo channels at 133 px.
 
     conv in→96 k11 s4 p0, ReLU, maxpool 3/2, conv 96→256 k5 p2, ReLU, maxpool 3/2,
@@ -211,37 +222,10 @@ class AlexNetNORB(SlotModel):
     """
 
     def __init__(self, *, num_classes: int, in_channels: int = 2, image_size: int = 133) -> None:
-        super().__init__()
         side = pool_out(pool_out(pool_out(pool_out(image_size, 11, 4))))
-        self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 96, 11, stride=4),
-            nn.ReLU(),
-            nn.MaxPool2d(3, 2),
-            nn.Conv2d(96, 256, 5, padding=2),
-            nn.ReLU(),
-            nn.MaxPool2d(3, 2),
-            nn.Conv2d(256, 384, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(384, 384, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(384, 256, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(3, 2),
-            nn.Flatten(),
-        )
-        self.flat_features = 256 * side * side
-        self.linear1 = nn.Linear(self.flat_features, 4096)
-        self.act1: nn.Module = nn.ReLU()
-        self.drop1: nn.Module = nn.Identity()
-        self.linear2 = nn.Linear(4096, 4096)
-        self.act_fc2 = nn.ReLU()
-        self.linear3 = nn.Linear(4096, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)
-        x = self.drop1(self.act1(self.linear1(x)))
-        x = self.act_fc2(self.linear2(x))
-        return self.linear3(x)
+        stem = nn.Conv2d(in_channels, 96, 11, stride=4)
+        features = _alexnet_convs(stem, (256, 384, 384, 256), [nn.Flatten()])
+        super().__init__(features, 256 * side * side, hidden=4096, num_classes=num_classes)
 
 
 VGG13_CFG: tuple[int | str, ...] = (
