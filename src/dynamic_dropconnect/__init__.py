@@ -20,6 +20,7 @@ from .layers import (
     RegularizedLinear,
     is_regularized,
 )
+from .learned import LearnedDropConnect, learned_curves
 from .parameters import WeightDrop
 from .regularizers import DropConnect, DynamicDropConnect, WeightRegularizer
 from .standout import Standout
@@ -39,6 +40,7 @@ __all__ = [
     "METHODS",
     "DropConnect",
     "DynamicDropConnect",
+    "LearnedDropConnect",
     "RegularizedConv1d",
     "RegularizedConv2d",
     "RegularizedConv3d",
@@ -52,6 +54,7 @@ __all__ = [
     "drop_stats",
     "functional",
     "is_regularized",
+    "learned_curves",
     "mc_predict",
     "plain_state_dict",
     "regularized_layers",

@@ -26,12 +26,18 @@ def drop_probabilities(model: nn.Module) -> dict[str, Tensor]:
     return out
 
 
+def _method_name(reg: WeightRegularizer) -> str:
+    from .surgery import METHODS
+
+    return next((name for name, cls in METHODS.items() if type(reg) is cls), type(reg).__name__)
+
+
 def drop_stats(model: nn.Module) -> dict[str, dict[str, Any]]:
     """Per regularized layer: what the regularizer did last and will do next.
 
     Keys of each entry:
 
-    - ``method``: ``"ddc"`` or ``"dropconnect"``; ``numel``: number of edges.
+    - ``method``: ``"ddc"``, ``"dropconnect"`` or ``"ddc-learned"``; ``numel``: edges.
     - ``mean_drop_prob``: mean ``p_ij`` of the last training forward (NaN before any).
     - ``drop_rate``: realized drop rate of the last mask, ``1 - sum(M)/numel`` (NaN before any).
     - ``next_mean_drop_prob``, ``next_min_drop_prob``, ``next_max_drop_prob``: ``p_ij`` the
@@ -46,7 +52,7 @@ def drop_stats(model: nn.Module) -> dict[str, dict[str, Any]]:
     for name, reg in regularized_layers(model).items():
         probs = probabilities[name]
         entry: dict[str, Any] = {
-            "method": "ddc" if isinstance(reg, DynamicDropConnect) else "dropconnect",
+            "method": _method_name(reg),
             "numel": probs.numel(),
             "mean_drop_prob": float(reg.last_mean_drop_prob),
             "drop_rate": 1.0 - float(reg.last_kept_fraction),

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvTransposeNd
 
 from .layers import REGULARIZABLE, attach, detach, is_regularized
+from .learned import LearnedDropConnect
 from .parameters import SUFFIX, attach_weight, detach_weight, regularized_parameters
 from .regularizers import DropConnect, DynamicDropConnect, WeightRegularizer
 
@@ -38,6 +39,7 @@ logger = logging.getLogger("dynamic_dropconnect")
 METHODS: dict[str, type[WeightRegularizer]] = {
     "ddc": DynamicDropConnect,
     "dropconnect": DropConnect,
+    "ddc-learned": LearnedDropConnect,
 }
 
 
@@ -260,8 +262,8 @@ def apply(
 
     Args:
         model: any ``nn.Module``.
-        method: ``"ddc"`` (:class:`DynamicDropConnect`) or ``"dropconnect"``
-            (:class:`DropConnect`).
+        method: ``"ddc"`` (:class:`DynamicDropConnect`), ``"dropconnect"``
+            (:class:`DropConnect`) or ``"ddc-learned"`` (:class:`LearnedDropConnect`).
         include: glob pattern(s) on qualified names. A pattern may name
 
             - a module (``model.named_modules()``; the model itself is ``""``): its weight(s):

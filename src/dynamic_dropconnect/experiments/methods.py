@@ -73,6 +73,12 @@ METHODS: dict[str, Method] = {
         ),
         Method("ddc-no-threshold", "ddc", "ablation: tau=0", {"tau": 0.0}),
         Method("ddc-no-zscore", "ddc", "ablation: z = |g|, no standardisation", {"zscore": False}),
+        Method(
+            "ddc-learned",
+            "ddc-learned",
+            "learned gradient-to-rate model (LearnedDropConnect), mean rate held at 0.5",
+            {"target": 0.5},
+        ),
     ]
 }
 MAIN_METHODS: tuple[str, ...] = ("none", "dropout", "dropconnect", "standout", "ddc")
@@ -107,7 +113,7 @@ def apply_method(model: nn.Module, name: str, overrides: dict[str, Any] | None =
     elif method.kind == "standout":
         for slot in _needed(model, name, "activation_slots", ("act1",))[:1]:
             setattr(model, slot, ddc.Standout(options["alpha"], options["beta"]))
-    elif method.kind in ("ddc", "dropconnect"):
+    elif method.kind in ("ddc", "dropconnect", "ddc-learned"):
         layers = _slots(model, "regularized_layers", ("linear1",))
         ddc.apply(model, method.kind, include=list(layers), **options)
     return model

@@ -40,6 +40,7 @@ __all__ = [
     "paired_comparison",
     "plot_drop_prob_hist",
     "plot_drop_rates",
+    "plot_learned_curves",
     "plot_learning_curves",
     "plot_sweep_heatmap",
     "summarize",
@@ -569,6 +570,32 @@ def plot_drop_prob_hist(
     return _save(fig, path)
 
 
+def plot_learned_curves(run_dir: Path, path: Path) -> Path | None:
+    """``ddc-learned``: p against the gradient z-score that each layer's rate model learned,
+    at a few epochs of the first seed (``learned_curves.json``); None without such runs."""
+    files = sorted((run_dir / "runs" / "ddc-learned").glob("seed*/learned_curves.json"))
+    if not files:
+        return None
+    history = json.loads(files[0].read_text(encoding="utf-8"))
+    epochs = sorted(history, key=int)
+    if not epochs:
+        return None
+    shown = sorted({epochs[0], epochs[len(epochs) // 4], epochs[len(epochs) // 2], epochs[-1]},
+                   key=int)  # fmt: skip
+    layers = list(history[epochs[-1]])
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(layers), figsize=(4 * len(layers), 3.2), squeeze=False)
+    for ax, layer in zip(axes[0], layers, strict=True):
+        for epoch in shown:
+            curve = history[epoch][layer]
+            ax.plot(curve["z"], curve["p"], label=f"epoch {epoch}")
+        ax.set(title=f"{layer} ({files[0].parent.name})", xlabel="z-score of |g|",
+               ylabel="learned p", ylim=(0, 1))  # fmt: skip
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_sweep_heatmap(
     rows: Sequence[dict[str, Any]], x: str, y: str, value: str, path: str | Path
 ) -> Path:
@@ -709,6 +736,7 @@ def write_report(run_dir: str | Path, reference: str | None = None) -> Path:
         "learning_curves": plot_learning_curves(metrics, plots_dir / "learning_curves.png"),
         "drop_rates": plot_drop_rates(metrics, plots_dir / "drop_rates.png"),
         "drop_prob_hist": plot_drop_prob_hist(run_dir, plots_dir / "drop_prob_hist.png", order),
+        "learned_curves": plot_learned_curves(run_dir, plots_dir / "learned_curves.png"),
     }
 
     title = config.get("experiment", run_dir.name)

@@ -227,6 +227,17 @@ def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
+def _append_learned_curves(path: Path, epoch: int, model: nn.Module) -> None:
+    """For ``ddc-learned``: what each layer's rate model maps gradient z-scores to, per epoch."""
+    curves = ddc.learned_curves(model)
+    if not curves:
+        return
+    history = json.loads(path.read_text()) if path.exists() else {}
+    history = {k: v for k, v in history.items() if int(k) < epoch}  # a resumed epoch: redone
+    history[str(epoch)] = curves
+    atomic_write_json(path, history)
+
+
 def _result(spec: RunSpec, rows: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
     best = max(rows, key=lambda r: (r["val_acc"], -r["epoch"]))  # first epoch of best val
     return {
@@ -351,6 +362,7 @@ def train_run(
         rows.append(row)
         if rank == 0:
             _write_metrics(out / "metrics.csv", rows)
+            _append_learned_curves(out / "learned_curves.json", epoch + 1, model)
             atomic_torch_save(
                 checkpoint_path,
                 {

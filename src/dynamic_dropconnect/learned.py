@@ -1,0 +1,289 @@
+"""A learned gradient-to-drop-rate model: the paper's proposed next step (SPEC section 5, OQ1).
+
+DDC fixes the map from an edge's gradient to its drop rate
+(``p + pg * q * [q > tau]``, ``q = 1 - sigmoid(z)``). :class:`LearnedDropConnect` learns it:
+
+.. math::
+    p_{ij} = p_{max}\\, \\sigma\\bigl(f_\\theta(x_{ij})\\bigr),\\qquad
+    x_{ij} = \\bigl(z(|g|)_{ij},\\ z(|W|)_{ij},\\ s_{ij},\\ p^{prev}_{ij}\\bigr)
+
+with ``z`` the layer-wise z-score, ``s`` the sign agreement of the current gradient with an
+exponential average of past gradients (``+1`` agree, ``-1`` not, a cheap stand-in for the
+optimizer's momentum that needs no access to the optimizer) and ``p_prev`` the edge's previous
+rate. ``f_theta`` is per layer and tiny: a logistic model (``hidden=0``, 5 numbers) or a
+2-layer MLP.
+
+How θ learns (chosen for cost, see below): the mask is relaxed, as Concrete Dropout (Gal, Hron
+& Kendall 2017) relaxes it, so the training loss itself is differentiable in ``p``:
+
+.. math::
+    \\tilde m_{ij} = \\sigma\\Bigl(\\bigl(\\log\\tfrac{1-p_{ij}}{p_{ij}} + \\log\\tfrac{u}{1-u}
+    \\bigr) / t\\Bigr),\\quad u \\sim U(0,1),\\qquad W_{eff} = W \\odot \\tilde m / (1 - \\bar p)
+
+A penalty ``lam * (mean(p) - target)^2`` holds the layer's mean rate at ``target``: within
+that budget the loss decides *which* edges to drop, as a function of their features. θ's
+gradient (loss through the relaxed mask, plus the penalty) is computed inside the backward of
+``W_eff`` on a small local graph, so one step costs one forward and one backward, like DDC;
+hypergradients of a validation loss would need a second backward per step. θ is not a parameter
+of the model (your optimizer never sees it): the regularizer takes an Adam step (``theta_lr``)
+on it in that same backward. θ, its Adam state and the feature buffers are in the
+``state_dict``, and nothing is pending between steps: a resumed run is exact. ``W``'s own
+gradient follows ``update`` (``"dense"``: ``dL/dW_eff``; ``"masked"``: through the relaxed
+mask), as for DDC. Eval mode uses ``W`` unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import functional as F
+from .regularizers import WeightRegularizer, _check_rate
+
+__all__ = ["FEATURES", "LearnedDropConnect"]
+
+FEATURES: tuple[str, ...] = ("z_grad", "z_weight", "sign_agreement", "previous_p")
+
+
+class _LearnedWeight(torch.autograd.Function):
+    """``W_eff = W * scale`` where ``scale`` (the relaxed mask over ``1 - mean p``) was built
+    from θ on a small local graph. Backward gives ``W`` its gradient by the update rule,
+    records the statistic, and differentiates the local graph (``dL/dscale = g * W`` plus the
+    rate penalty) to update θ right there: no gradient of θ is left pending after backward."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, weight: Tensor, scale: Tensor, reg: LearnedDropConnect, local: tuple
+    ) -> Tensor:
+        ctx.reg, ctx.local = reg, local
+        ctx.save_for_backward(weight, scale)
+        return weight * scale
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
+        weight, scale = ctx.saved_tensors
+        reg: LearnedDropConnect = ctx.reg
+        reg._record(grad)
+        scale_with_graph, penalty, theta = ctx.local
+        if scale_with_graph is not None:  # non-finite gradients are zeroed in the Adam step
+            with torch.enable_grad():
+                grads = torch.autograd.grad(
+                    [scale_with_graph, penalty],
+                    theta,
+                    grad_outputs=[grad * weight, torch.ones_like(penalty)],
+                    allow_unused=True,
+                )
+            reg._adam_step(grads)
+        ctx.local = None  # free the local graph
+        return (grad if reg.update == "dense" else grad * scale), None, None, None
+
+
+def _zscore(values: Tensor, eps: float = 1e-9) -> Tensor:
+    std, mean = torch.std_mean(values)
+    if values.numel() < 2:
+        std = torch.zeros_like(mean)
+    return (values - mean) / (std + eps)
+
+
+class LearnedDropConnect(WeightRegularizer):
+    """DropConnect whose per-edge rate is a learned function of gradient features.
+
+    Args:
+        target: mean drop rate the penalty holds, in ``(0, p_max)``. Default 0.5 (DDC's
+            mean rate at its defaults).
+        hidden: 0 for a logistic ``f_theta``, else the width of a 2-layer MLP. Default 0.
+        p_max: upper bound of every ``p_ij``, in ``(target, 1)``. Default 0.95.
+        temperature: of the relaxed mask, ``> 0``. Default 0.1.
+        lam: weight of the rate penalty, ``>= 0``. Default 100 (holds the mean within
+            about 0.02 of ``target``).
+        theta_lr: Adam learning rate of θ, ``> 0``. Default 1e-2.
+        ema: decay of the gradient average behind the sign feature, in ``[0, 1)``. Default 0.9.
+        **options: ``update``, ``generator`` (see :class:`WeightRegularizer`). ``rescale`` is
+            fixed to ``"expected"`` and ``mask_mode`` to ``"batch"``.
+
+    Before the first gradient θ gives every edge ``p_max * sigmoid(b)`` with ``b`` set so that
+    the rate is ``target``.
+
+    Examples::
+
+        >>> model = ddc.apply(model, "ddc-learned", include="linear1", target=0.5)
+        >>> ddc.learned_curves(model)  # what f_theta learned: p against the gradient z-score
+    """
+
+    def __init__(
+        self,
+        target: float = 0.5,
+        *,
+        hidden: int = 0,
+        p_max: float = 0.95,
+        temperature: float = 0.1,
+        lam: float = 100.0,
+        theta_lr: float = 1e-2,
+        ema: float = 0.9,
+        **options: Any,
+    ) -> None:
+        name = type(self).__name__
+        for fixed, value in (("rescale", "expected"), ("mask_mode", "batch")):
+            if options.get(fixed, value) != value:
+                raise ValueError(f"{name}: {fixed} is fixed to {value!r}, got {options[fixed]!r}")
+        super().__init__(**{**options, "rescale": "expected", "mask_mode": "batch"})
+        _check_rate(name, "p_max", p_max, 0.0, 1.0, high_open=True)
+        _check_rate(name, "target", target, 0.0, p_max, high_open=True)
+        if not target > 0.0:
+            raise ValueError(f"{name}: target must be in (0, p_max={p_max}), got {target!r}")
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 0:
+            raise ValueError(f"{name}: hidden must be a whole number >= 0, got {hidden!r}")
+        for key, value in (("temperature", temperature), ("theta_lr", theta_lr)):
+            _check_rate(name, key, value, 0.0, math.inf, high_open=True)
+            if not value > 0:
+                raise ValueError(f"{name}: {key} must be > 0, got {value!r}")
+        _check_rate(name, "lam", lam, 0.0, math.inf, high_open=True)
+        _check_rate(name, "ema", ema, 0.0, 1.0, high_open=True)
+        self.target, self.hidden, self.p_max = float(target), hidden, float(p_max)
+        self.temperature, self.lam, self.theta_lr, self.ema = temperature, lam, theta_lr, ema
+        # f_theta: logistic (w: 4, b) or MLP (4 -> hidden -> 1). Tensors that require grad,
+        # kept as buffers so that no optimizer of the model picks them up.
+        bias = math.log(self.target / (self.p_max - self.target))  # p_max*sigmoid(b) = target
+        generator = torch.Generator().manual_seed(0)
+        if hidden == 0:
+            shapes = {"w1": (len(FEATURES),), "b1": ()}
+            init = {"w1": torch.zeros(len(FEATURES)), "b1": torch.tensor(bias)}
+        else:
+            shapes = {"w1": (hidden, len(FEATURES)), "b1": (hidden,), "w2": (hidden,), "b2": ()}
+            init = {
+                "w1": torch.randn(hidden, len(FEATURES), generator=generator) * 0.1,
+                "b1": torch.zeros(hidden),
+                "w2": torch.randn(hidden, generator=generator) * 0.1,
+                "b2": torch.tensor(bias),
+            }
+        self._theta = tuple(shapes)
+        for key in shapes:
+            self.register_buffer(key, init[key].float().requires_grad_(True))  # a leaf
+            self.register_buffer(f"adam_m_{key}", torch.zeros(shapes[key]))
+            self.register_buffer(f"adam_v_{key}", torch.zeros(shapes[key]))
+        self.register_buffer("adam_step", torch.zeros(()))
+        self.register_buffer("grad_magnitude", torch.zeros(0))
+        self.register_buffer("grad_average", torch.zeros(0))
+        self.register_buffer("sign_agreement", torch.zeros(0))
+        self.register_buffer("previous_p", torch.zeros(0))
+        self.register_buffer("has_gradient", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("last_penalty", torch.full((), float("nan")), persistent=False)
+
+    # -- state --------------------------------------------------------------------------------
+    def prepare(self, weight: Tensor) -> None:
+        if self.grad_magnitude.shape != weight.shape:
+            zeros = weight.detach().new_zeros(weight.shape)
+            self.grad_magnitude, self.grad_average = zeros.clone(), zeros.clone()
+            self.sign_agreement = zeros.clone()
+            self.previous_p = torch.full_like(zeros, self.target)
+            self.has_gradient = self.has_gradient.to(weight.device)
+
+    def _record(self, grad: Tensor) -> None:
+        g = grad.detach().to(self.grad_average.dtype)
+        finite = g.abs().sum() < math.inf
+        agree = torch.sign(g) * torch.sign(self.grad_average)
+        torch.where(finite, g.abs(), self.grad_magnitude, out=self.grad_magnitude)
+        torch.where(finite, agree, self.sign_agreement, out=self.sign_agreement)
+        average = self.ema * self.grad_average + (1 - self.ema) * g
+        torch.where(finite, average, self.grad_average, out=self.grad_average)
+        self.has_gradient.logical_or_(finite)
+
+    def _gradient_record(self) -> F.Record | None:
+        return self._record
+
+    # -- f_theta ------------------------------------------------------------------------------
+    def features(self, weight: Tensor) -> Tensor:
+        """``(numel, 4)`` features of every edge (see :data:`FEATURES`), detached."""
+        self.prepare(weight)
+        seen = self.has_gradient.to(weight.dtype)
+        columns = [
+            _zscore(self.grad_magnitude.flatten()) * seen,  # 0 before the first gradient
+            _zscore(weight.detach().abs().flatten()),
+            self.sign_agreement.flatten(),
+            self.previous_p.flatten(),
+        ]
+        return torch.stack(columns, 1)
+
+    def rate_model(self, features: Tensor) -> Tensor:
+        """``p = p_max * sigmoid(f_theta(features))`` for ``(..., 4)`` features."""
+        if self.hidden == 0:
+            logit = features @ self.w1 + self.b1
+        else:
+            logit = torch.relu(features @ self.w1.T + self.b1) @ self.w2 + self.b2
+        return self.p_max * torch.sigmoid(logit)
+
+    def drop_probabilities(self, weight: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.rate_model(self.features(weight)).view_as(weight)
+
+    @torch.no_grad()
+    def _adam_step(self, grads: tuple[Tensor | None, ...]) -> None:
+        """One Adam step on θ with ``grads`` (one per θ tensor, ``None`` for unused)."""
+        self.adam_step += 1
+        beta1, beta2, eps = 0.9, 0.999, 1e-8
+        correction1 = 1 - beta1**self.adam_step
+        correction2 = 1 - beta2**self.adam_step
+        for key, grad in zip(self._theta, grads, strict=True):
+            if grad is None:
+                continue
+            theta, m, v = (
+                getattr(self, key),
+                getattr(self, f"adam_m_{key}"),
+                getattr(self, f"adam_v_{key}"),
+            )
+            grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+            m.mul_(beta1).add_(grad, alpha=1 - beta1)
+            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            theta -= self.theta_lr * (m / correction1) / ((v / correction2).sqrt() + eps)
+
+    # -- forward ------------------------------------------------------------------------------
+    def forward(self, weight: Tensor) -> Tensor:
+        """Relaxed-mask effective weight in training; ``weight`` itself in eval."""
+        if not self.training:
+            return weight
+        feats = self.features(weight)
+        with self._mask_generator() as generator:
+            u = torch.rand(
+                weight.shape, generator=generator, device=weight.device, dtype=weight.dtype
+            ).clamp_(1e-6, 1 - 1e-6)
+        learn = torch.is_grad_enabled() and weight.requires_grad
+        with torch.enable_grad() if learn else torch.no_grad():
+            theta = tuple(getattr(self, k) for k in self._theta)
+            probs = self.rate_model(feats).view_as(weight).clamp(1e-6, 1 - 1e-6)
+            keep_logit = torch.log1p(-probs) - torch.log(probs) + torch.log(u) - torch.log1p(-u)
+            soft = torch.sigmoid(keep_logit / self.temperature)
+            scale = soft / (1.0 - probs.mean())
+            penalty = self.lam * (probs.mean() - self.target) ** 2
+        self.previous_p.copy_(probs.detach())
+        self.last_penalty.copy_(penalty.detach())
+        self._monitor(probs.detach(), soft.detach().mean())
+        local = (scale, penalty, theta) if learn else (None, None, ())
+        return _LearnedWeight.apply(weight, scale.detach(), self, local)
+
+    def extra_repr(self) -> str:
+        return (
+            f"target={self.target}, hidden={self.hidden}, p_max={self.p_max}, "
+            f"temperature={self.temperature}, lam={self.lam}, theta_lr={self.theta_lr}, "
+            f"update={self.update!r}"
+        )
+
+
+def learned_curves(model: nn.Module, z: Tensor | None = None) -> dict[str, dict[str, list[float]]]:
+    """What each learned layer's ``f_theta`` does: ``p`` against the gradient z-score, with the
+    other features at their layer means (``z(|W|) = 0``, ``s`` and ``p_prev`` averaged)."""
+    from .surgery import regularized_weights
+
+    z = torch.linspace(-3, 3, 25) if z is None else z
+    curves = {}
+    for name, (reg, weight) in regularized_weights(model).items():
+        if not isinstance(reg, LearnedDropConnect):
+            continue
+        with torch.no_grad():
+            feats = reg.features(weight).mean(0).repeat(len(z), 1)
+            feats[:, 0], feats[:, 1] = z.to(feats), 0.0
+            p = reg.rate_model(feats)
+        curves[name] = {"z": z.tolist(), "p": p.tolist()}
+    return curves
