@@ -45,7 +45,7 @@ def test_every_method_regularizes_the_paper_slot(name: str) -> None:
     assert isinstance(model.drop1, nn.Dropout) == (kind == "dropout")
     assert isinstance(model.act1, ddc.Standout) == (kind == "standout")
     assert sorted(ddc.regularized_layers(model)) == (
-        ["linear1"] if kind in ("ddc", "dropconnect") else []
+        ["linear1"] if kind in ("ddc", "dropconnect", "ddc-learned") else []
     )
     model(torch.randn(4, 1, 28, 28)).sum().backward()
 
