@@ -179,3 +179,17 @@ def test_parallel_jobs_match_sequential_and_isolate_failures(tmp_path: Path) -> 
         assert par["final_test_acc"] == pytest.approx(seq["final_test_acc"], abs=0.01)
     report = json.loads((tmp_path / "par/results.json").read_text())["summary"]
     assert set(report["methods"]) == {"none", "ddc"}
+
+
+def test_settings_added_later_count_as_their_defaults() -> None:
+    # A run directory written before `optimizer` and `method_options` existed stays resumable.
+    experiment = get_experiment("mnist-simplecnn1")
+    old = {
+        k: v for k, v in experiment.to_dict().items() if k not in ("optimizer", "method_options")
+    }
+    assert experiment.differences(old) == {}
+    assert experiment.with_schedule("cosine").differences(old) == {
+        "schedule": ("authors", "cosine")
+    }
+    changed = get_experiment("wordlang-transformer").differences(old)
+    assert changed["optimizer"] == ("sgd", "adam") and "method_options" in changed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
 from .schedules import AUTHORS_MIN_LR, SCHEDULES, lr_schedule
@@ -77,6 +77,21 @@ class Experiment:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def differences(self, saved: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """``{setting: (saved value, this value)}`` where ``saved`` (a ``to_dict()`` written
+        earlier) differs. A setting added to this class after ``saved`` was written counts as
+        its default, so older run directories stay resumable when nothing really changed."""
+        defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
+        defaults.update(
+            {f.name: f.default_factory() for f in fields(self) if f.default_factory is not MISSING}
+        )
+        out = {}
+        for key, value in self.to_dict().items():
+            old = saved.get(key, defaults.get(key))
+            if old != value:
+                out[key] = (old, value)
+        return out
 
 
 _OURS = "our choice (not in the paper)"

@@ -55,7 +55,7 @@ class RunsFailedError(RuntimeError):
         super().__init__(f"{len(failures)} run(s) failed (the others finished):\n{lines}")
 
 
-def _open_run_dir(out: Path, config: dict[str, Any], resume: bool) -> None:
+def _open_run_dir(out: Path, config: dict[str, Any], resume: bool, experiment: Experiment) -> None:
     config_path = out / "config.json"
     if config_path.exists():
         if not resume:
@@ -63,11 +63,13 @@ def _open_run_dir(out: Path, config: dict[str, Any], resume: bool) -> None:
                 f"{out} already holds a run; pass --resume to continue it or choose another --out"
             )
         previous = json.loads(config_path.read_text())
-        keys = ("experiment", "epochs", "subset", "hyperparameters", "settings")
+        keys = ("experiment", "epochs", "subset", "hyperparameters")
         changed = [k for k in keys if previous.get(k) != config.get(k)]
+        differences = experiment.differences(previous.get("settings") or {})
+        if differences:
+            changed.append("settings")
         if changed:
-            old, new = previous.get("settings") or {}, config.get("settings") or {}
-            detail = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new[k]]
+            detail = [f"{k}: {old!r} -> {new!r}" for k, (old, new) in differences.items()]
             raise RunDirError(
                 f"--resume with a different configuration or protocol ({', '.join(changed)}"
                 + (f"; {', '.join(detail)}" if detail else "")
@@ -112,7 +114,7 @@ def _start(
         "device": options.device,
         "hyperparameters": hyperparameters,
     }
-    _open_run_dir(out, config, options.resume)
+    _open_run_dir(out, config, options.resume, experiment)
 
 
 def _data(experiment: Experiment, seed: int, options: RunOptions) -> PreparedData:

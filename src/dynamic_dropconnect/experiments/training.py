@@ -114,14 +114,13 @@ class ProtocolMismatchError(ValueError):
 
 
 def _check_protocol(path: Path, saved: dict[str, Any] | None, experiment: Experiment) -> None:
-    wanted = experiment.to_dict()
     if saved is None:
         raise ProtocolMismatchError(
             f"{path} was written by an earlier version of the suite that did not record its "
             f"protocol (schedule {experiment.schedule!r} is asked for now); start a new run "
             "directory instead of --resume"
         )
-    changed = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
+    changed = experiment.differences(saved)
     if changed:
         detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
         raise ProtocolMismatchError(
