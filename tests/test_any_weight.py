@@ -450,3 +450,19 @@ def test_compile_and_autocast_with_parameter_targets() -> None:
         loss = F.cross_entropy(attn(y), torch.arange(4) % 3)
     loss.backward()
     assert all(bool(r.has_gradient) for r in ddc.regularized_layers(attn).values())
+
+
+def test_bidirectional_lstm_with_projections() -> None:
+    torch.manual_seed(0)
+    lstm = ddc.apply(nn.LSTM(4, 6, num_layers=2, bidirectional=True, proj_size=3), "ddc",
+                     include="")  # fmt: skip
+    assert sorted(ddc.regularized_layers(lstm)) == [
+        "weight_hh_l0", "weight_hh_l0_reverse", "weight_hh_l1", "weight_hh_l1_reverse"
+    ]  # fmt: skip
+    reasons = {e.name: e.reason for e in ddc.summary(lstm).skipped}
+    assert reasons["weight_hr_l0"] == "projection weight of an LSTM: name it ('weight_hr_l0')"
+    for _ in range(2):
+        lstm.zero_grad(set_to_none=True)
+        lstm(torch.randn(5, 2, 4))[0].sum().backward()
+    for name, reg in ddc.regularized_layers(lstm).items():
+        torch.testing.assert_close(reg.grad_magnitude, getattr(lstm, name).grad.abs())

@@ -142,22 +142,19 @@ def _candidates(model: nn.Module) -> list[_Candidate]:
                 add(name, module, param, default=True)
         elif isinstance(module, nn.RNNBase):
             for param in module._flat_weights_names:
+                qualified = f"{name}.{param}" if name else param
                 if param.startswith("weight_hh"):
-                    add(
-                        name,
-                        module,
-                        param,
-                        note=f"recurrent weight: name it (include='{name}' or "
-                        f"'{name}.{param}'; AWD-LSTM weight drop)",
+                    note = (
+                        f"recurrent weight: name it (include={name!r} or {qualified!r}; "
+                        "AWD-LSTM weight drop)"
                     )
+                    add(name, module, param, note=note)
+                elif param.startswith("weight_hr"):
+                    note = f"projection weight of an LSTM: name it ({qualified!r})"
+                    add(name, module, param, module_level=False, note=note)
                 elif param.startswith("weight_"):
-                    add(
-                        name,
-                        module,
-                        param,
-                        module_level=False,
-                        note=f"input weight of a recurrent layer: name it ('{name}.{param}')",
-                    )
+                    note = f"input weight of a recurrent layer: name it ({qualified!r})"
+                    add(name, module, param, module_level=False, note=note)
         elif isinstance(module, nn.Embedding | nn.EmbeddingBag):
             add(
                 name,
