@@ -24,28 +24,25 @@ from .layers import SlotModel
 __all__ = ["CharLSTM", "CharTransformer", "LockedDropout"]
 
 
-class LockedDropout(nn.Module):
+class LockedDropout(nn.modules.dropout._DropoutNd):
     """Variational dropout for ``(N, L, F)`` sequences (Gal & Ghahramani 2016; AWD-LSTM's
     "locked dropout"): one Bernoulli mask per sequence and feature, the same at every step.
+    A ``_DropoutNd``, so ``mc_predict`` samples it like any Dropout.
 
     Args:
         p: drop probability in ``[0, 1)``.
     """
 
     def __init__(self, p: float = 0.5) -> None:
-        super().__init__()
         if not 0.0 <= p < 1.0:
             raise ValueError(f"LockedDropout: p must be in [0, 1), got {p!r}")
-        self.p = p
+        super().__init__(p)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
         mask = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1.0 - self.p)
         return x * mask / (1.0 - self.p)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
 
 
 class _TokenModel(SlotModel):
