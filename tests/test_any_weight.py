@@ -466,3 +466,14 @@ def test_bidirectional_lstm_with_projections() -> None:
         lstm(torch.randn(5, 2, 4))[0].sum().backward()
     for name, reg in ddc.regularized_layers(lstm).items():
         torch.testing.assert_close(reg.grad_magnitude, getattr(lstm, name).grad.abs())
+
+
+def test_mc_predict_samples_dropout_subclasses() -> None:
+    class MyDropout(nn.modules.dropout._DropoutNd):
+        def forward(self, x: Tensor) -> Tensor:
+            return F.dropout(x, self.p, self.training)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), MyDropout(0.5), nn.Linear(8, 3)).eval()
+    samples = ddc.mc_predict(model, torch.randn(5, 4), 4, return_samples=True)
+    assert float(samples.std(0).max()) > 1e-3 and not model[1].training

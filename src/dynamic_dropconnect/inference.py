@@ -73,12 +73,7 @@ def drop_stats(model: nn.Module) -> dict[str, dict[str, Any]]:
 _STOCHASTIC = (
     WeightRegularizer,
     Standout,
-    nn.Dropout,
-    nn.Dropout1d,
-    nn.Dropout2d,
-    nn.Dropout3d,
-    nn.AlphaDropout,
-    nn.FeatureAlphaDropout,
+    nn.modules.dropout._DropoutNd,  # every torch Dropout, and subclasses such as LockedDropout
 )
 
 
