@@ -331,12 +331,11 @@ def sweep(
     load_dataset(experiment.dataset, options.data_dir)
     _start(out, experiment, ["ddc"], seeds, options, full)
     results = _execute(tasks, options)
-    rates = {
-        (p, pg, tau): float(np.nanmean([
-            _mean_drop_rate(out / "grid" / f"p{p}_pg{pg}_tau{tau}" / f"seed{s}") for s in seeds
-        ]))
-        for p, pg, tau in cells
-    }  # fmt: skip
+    by_cell: dict[tuple[float, float, float], list[float]] = {}
+    for task in tasks:  # the run directories of the tasks, not a second copy of their paths
+        hp = task.spec.method_options
+        by_cell.setdefault((hp["p"], hp["pg"], hp["tau"]), []).append(_mean_drop_rate(task.run_dir))
+    rates = {cell: float(np.nanmean(values)) for cell, values in by_cell.items()}
     matched_results: dict[Path, dict[str, Any]] = {}
     if matched:
         matched_tasks = {
