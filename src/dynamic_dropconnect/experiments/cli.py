@@ -109,6 +109,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--batch-size", type=int, default=2000, help="examples per chunk")
+    p.add_argument(
+        "--examples",
+        type=int,
+        help="evaluate on the first N test (and N out-of-distribution) examples only",
+    )
 
     sub.add_parser("list", help="experiments, methods, datasets (and whether present)")
 
@@ -235,6 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 device=args.device,
                 data_dir=args.data_dir,
                 batch_size=args.batch_size,
+                examples=args.examples,
             )
             print(path.read_text())
             print(f"Written: {path}")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -180,13 +181,17 @@ def _evaluate_model(
     prepare = lambda chunk: _inputs(chunk, data, experiment)  # noqa: E731
     det, samples = _predict(model, x, prepare, max(t_values), batch)
     labels = y.cpu()
-    out: dict[str, Any] = {"deterministic": classification_metrics(det, labels)}
+    out: dict[str, Any] = {
+        "n_test": len(labels),
+        "deterministic": classification_metrics(det, labels),
+    }
     out["reliability"] = {"deterministic": reliability_bins(det, labels)}
     if samples is not None:
         out["mc"] = {str(t): classification_metrics(samples[:t].mean(0), labels) for t in t_values}
         out["reliability"]["mc"] = reliability_bins(samples.mean(0), labels)
     if ood_x is not None:
         ood_det, ood_samples = _predict(model, ood_x, prepare, max(t_values), batch)
+        out["n_ood"] = len(ood_x)
         scores = {"deterministic/entropy": (predictive_entropy(det), predictive_entropy(ood_det))}
         if samples is not None and ood_samples is not None:
             scores["mc/entropy"] = (
@@ -219,9 +224,13 @@ def evaluate_run(
     device: str = "cpu",
     data_dir: str | Path | None = None,
     batch_size: int = 2000,
+    examples: int | None = None,
     log: Callable[[str], None] = print,
 ) -> Path:
     """Evaluate every trained model of ``run_dir``; returns the path of ``uncertainty.md``.
+
+    ``examples`` evaluates on the first N test examples (and N out-of-distribution ones) only:
+    ``T`` passes cost ``T`` forwards per example, so a CPU may need a smaller set.
 
     Raises:
         UncertaintyError: ``t_values`` not all ``>= 1``, not a run directory, no trained model,
@@ -232,6 +241,10 @@ def evaluate_run(
     bad = [t for t in t_values if not isinstance(t, int) or t < 1]
     if not t_values or bad:
         raise UncertaintyError(f"T must be whole numbers >= 1, got {list(t_values)}")
+    if examples is not None and (not isinstance(examples, int) or examples < 1):
+        raise UncertaintyError(
+            f"examples must be a whole number >= 1 (or None for all), got {examples!r}"
+        )
     run_dir = Path(run_dir)
     config = load_config(run_dir)
     if "settings" not in config:
@@ -244,6 +257,7 @@ def evaluate_run(
             "train first with `ddc compare --out RUN_DIR`"
         )
     subset = config.get("subset")  # a run trained on a subset is evaluated on as many
+    limit = min(n for n in (subset, examples) if n is not None) if subset or examples else None
     ood_x = None
     if ood:
         if experiment.dataset not in OOD_PAIRS:
@@ -251,8 +265,10 @@ def evaluate_run(
                 f"no out-of-distribution data set is paired with {experiment.dataset!r} "
                 f"(pairs: {OOD_PAIRS}); pass --no-ood"
             )
-        ood_x = load_dataset(OOD_PAIRS[experiment.dataset], data_dir).test.x[:subset].to(device)
+        ood_x = load_dataset(OOD_PAIRS[experiment.dataset], data_dir).test.x[:limit].to(device)
     settings = {"t_values": list(t_values), "ood": ood, "n_bins": N_BINS}
+    if examples is not None:
+        settings["examples"] = examples
     datasets: dict[int, PreparedData] = {}
     per_run: list[dict[str, Any]] = []
     for method, seed, folder in runs:
@@ -270,7 +286,10 @@ def evaluate_run(
         model = build(RunSpec(experiment, method, seed, device), datasets[seed])
         model.load_state_dict(state["model"])
         torch.manual_seed(seed)  # reproducible masks
-        result = _evaluate_model(model, datasets[seed], experiment, ood_x, t_values, batch_size)
+        data = datasets[seed]
+        if examples is not None:
+            data = replace(data, test=(data.test[0][:examples], data.test[1][:examples]))
+        result = _evaluate_model(model, data, experiment, ood_x, t_values, batch_size)
         record = {
             "method": method,
             "seed": seed,
@@ -341,7 +360,13 @@ def render_uncertainty(run_dir: str | Path) -> Path:
         "",
         f"Models: the weights after the last epoch of each run. MC: {t_max} stochastic passes "
         f"(masks on, BatchNorm in eval). ECE: {settings.get('n_bins', N_BINS)} equal-width "
-        "bins. Mean ± sample std over seeds; lower is better except accuracy.",
+        "bins. Mean ± sample std over seeds; lower is better except accuracy."
+        + (
+            f" Evaluated on the first {settings['examples']} test examples (and as many "
+            "out-of-distribution ones)."
+            if settings.get("examples")
+            else ""
+        ),
         "",
         "| method | predictor | seeds | accuracy % | NLL | Brier | ECE |",
         "|---|---|---|---|---|---|---|",
