@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from pathlib import Path
@@ -153,7 +154,35 @@ def test_jobs_errors_name_the_value(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "--jobs 3 is more than the 2 run(s)" in capsys.readouterr().err
     assert main([*base, "--schedule", "linear", "--out", str(tmp_path / "c")]) == 2
     assert "unknown schedule 'linear'" in capsys.readouterr().err
-    assert not any((tmp_path / d).exists() for d in "abc")  # nothing was started
+    assert main([*base, "--lr", "-0.1", "--out", str(tmp_path / "d")]) == 2
+    assert "lr must be a positive number, got -0.1" in capsys.readouterr().err
+    assert not any((tmp_path / d).exists() for d in "abcd")  # nothing was started
+
+
+def test_lr_override_keeps_the_schedule_shape(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    mnist = get_experiment("mnist-simplecnn1").with_epochs(10).with_lr(0.01)
+    rates = mnist.learning_rates()
+    assert rates[0] == pytest.approx(0.001) and max(rates) == pytest.approx(0.01)
+    assert rates[mnist.warmup] == pytest.approx(0.01)  # the peak right after the warmup
+    after = rates[mnist.warmup :]
+    assert all(a > b for a, b in itertools.pairwise(after))  # cosine back towards min_lr
+    assert 0.001 < rates[-1] < 0.0015
+    out = tmp_path / "run"
+    base = ["compare", "--methods", "none", "--seeds", "1", "--epochs", "2", "--quiet"]
+    assert main([*base, "--lr", "0.2", "--out", str(out)]) == 0
+    assert "peak lr 0.2 instead of the experiment's 0.05" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"]["lr"] == 0.2
+    lrs = [
+        float(row.split(",")[1])
+        for row in (out / "runs/none/seed0/metrics.csv").read_text().split()[1:]
+    ]
+    assert max(lrs) == pytest.approx(0.2)
+    # Resuming without the override is another protocol: refused, naming the setting.
+    assert main([*base, "--out", str(out), "--resume"]) == 2
+    assert "lr" in capsys.readouterr().err
 
 
 def test_parallel_jobs_match_sequential_and_isolate_failures(tmp_path: Path) -> None:

@@ -56,6 +56,9 @@ def _add_run_options(parser: argparse.ArgumentParser, seeds: int) -> None:
         help="runs at once, in worker processes that share the CPU threads (default 1)",
     )
     parser.add_argument(
+        "--lr", type=float, help="override the experiment's peak learning rate (same schedule)"
+    )
+    parser.add_argument(
         "--schedule",
         help=f"learning-rate schedule, one of {', '.join(SCHEDULES)} (default: the "
         "experiment's; 'authors' for the paper's experiments)",
@@ -170,9 +173,13 @@ def _data(action: str, names: list[str], data_dir: Path | None) -> int:
 
 
 def _experiment(args: argparse.Namespace) -> Experiment:
-    """The chosen experiment with ``--epochs``/``--schedule`` applied; says what changed."""
+    """The chosen experiment with ``--epochs``/``--lr``/``--schedule`` applied; says what
+    changed."""
     full = get_experiment(args.experiment)
     experiment = shortened(full, args.epochs)
+    if args.lr is not None:
+        experiment = experiment.with_lr(args.lr)
+        print(f"{full.name}: peak lr {experiment.lr:g} instead of the experiment's {full.lr:g}")
     if args.schedule is not None:
         experiment = experiment.with_schedule(args.schedule)
     if experiment.epochs != full.epochs:

@@ -58,6 +58,12 @@ class Experiment:
         warmup = round(self.warmup * epochs / self.epochs)
         return replace(self, epochs=epochs, warmup=min(warmup, epochs - 1))
 
+    def with_lr(self, lr: float) -> Experiment:
+        """Another peak learning rate; the schedule keeps its shape."""
+        if not (isinstance(lr, int | float) and 0 < lr < float("inf")):
+            raise ValueError(f"lr must be a positive number, got {lr!r}")
+        return replace(self, lr=float(lr))
+
     def with_schedule(self, schedule: str) -> Experiment:
         return replace(self, schedule=schedule)
 
