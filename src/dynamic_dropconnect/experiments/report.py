@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import atomic_write, atomic_write_json, atomic_write_text
+from .io import atomic_write, atomic_write_json, atomic_write_text, read_json_object
 
 __all__ = [
     "METRICS",
@@ -60,12 +60,7 @@ _SEED_DIR = re.compile(r"^seed(-?\d+)$")
 
 def load_config(run_dir: str | Path) -> dict[str, Any]:
     """``RUN_DIR/config.json`` as a dict, ``{}`` when absent or unreadable."""
-    path = Path(run_dir) / "config.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_object(Path(run_dir) / "config.json")
 
 
 def _seed_dirs(run_dir: Path) -> list[tuple[str, int, Path]]:

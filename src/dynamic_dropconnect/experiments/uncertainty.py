@@ -40,7 +40,7 @@ import dynamic_dropconnect as ddc
 
 from .config import Experiment
 from .datasets import load_dataset
-from .io import atomic_write_json, atomic_write_text
+from .io import atomic_write_json, atomic_write_text, read_json_object
 from .report import (
     _json_safe,
     _mean_std,
@@ -274,7 +274,7 @@ def evaluate_run(
     for method, seed, folder in runs:
         cached = folder / "uncertainty.json"
         if cached.exists():
-            previous = _read_json(cached)
+            previous = read_json_object(cached)
             if previous.get("settings") == settings:
                 per_run.append(previous)
                 continue
@@ -312,16 +312,6 @@ def evaluate_run(
     return render_uncertainty(run_dir)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 # --------------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------------
@@ -347,7 +337,7 @@ def _variants(run: dict[str, Any], t_max: int) -> dict[str, dict[str, float]]:
 def render_uncertainty(run_dir: str | Path) -> Path:
     """(Re)write ``uncertainty.md`` and ``plots/uncertainty_*.png`` from ``uncertainty.json``."""
     run_dir = Path(run_dir)
-    data = _read_json(run_dir / "uncertainty.json")
+    data = read_json_object(run_dir / "uncertainty.json")
     runs: list[dict[str, Any]] = data.get("runs", [])
     settings = data.get("settings", {})
     t_values: list[int] = settings.get("t_values", list(T_VALUES))
