@@ -63,6 +63,14 @@ def load_config(run_dir: str | Path) -> dict[str, Any]:
     return read_json_object(Path(run_dir) / "config.json")
 
 
+def mean_drop_rate(run_dir: Path) -> float:
+    """Realized drop rate of one run (``runs/<method>/seed<k>``), averaged over its epochs and
+    regularized layers; NaN for a run that drops no edges (none, dropout, ...)."""
+    columns = load_metrics(run_dir / "metrics.csv")
+    rates = [v for k, v in columns.items() if k.startswith("drop_rate/")]
+    return float(np.nanmean(np.stack(rates))) if rates else float("nan")
+
+
 def _seed_dirs(run_dir: Path) -> list[tuple[str, int, Path]]:
     """``(method, seed, dir)`` of every ``runs/<method>/seed<k>`` folder, sorted."""
     out = []

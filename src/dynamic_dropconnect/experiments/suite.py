@@ -36,7 +36,7 @@ from .config import Experiment
 from .datasets import DatasetError, load_dataset
 from .io import atomic_write_json, atomic_write_text
 from .methods import METHODS
-from .report import format_sweep_table, load_metrics, plot_sweep_heatmap, write_report
+from .report import format_sweep_table, mean_drop_rate, plot_sweep_heatmap, write_report
 from .training import PreparedData, RunSpec, prepare_data, train_run
 
 __all__ = ["RunDirError", "RunOptions", "RunsFailedError", "compare", "shortened", "sweep"]
@@ -286,13 +286,6 @@ def compare(
     return report
 
 
-def _mean_drop_rate(run_dir: Path) -> float:
-    """Realized drop rate of a run, averaged over its epochs and regularized layers."""
-    columns = load_metrics(run_dir / "metrics.csv")
-    rates = [v for k, v in columns.items() if k.startswith("drop_rate/")]
-    return float(np.nanmean(np.stack(rates))) if rates else float("nan")
-
-
 def sweep(
     experiment: Experiment,
     grid: dict[str, Sequence[float]],
@@ -334,7 +327,7 @@ def sweep(
     by_cell: dict[tuple[float, float, float], list[float]] = {}
     for task in tasks:  # the run directories of the tasks, not a second copy of their paths
         hp = task.spec.method_options
-        by_cell.setdefault((hp["p"], hp["pg"], hp["tau"]), []).append(_mean_drop_rate(task.run_dir))
+        by_cell.setdefault((hp["p"], hp["pg"], hp["tau"]), []).append(mean_drop_rate(task.run_dir))
     rates = {cell: float(np.nanmean(values)) for cell, values in by_cell.items()}
     matched_results: dict[Path, dict[str, Any]] = {}
     if matched:

@@ -48,6 +48,7 @@ from .report import (
     _save,
     _seed_dirs,
     load_config,
+    mean_drop_rate,
     paired_comparison,
 )
 from .training import PreparedData, RunSpec, _inputs, build, prepare_data
@@ -358,15 +359,20 @@ def render_uncertainty(run_dir: str | Path) -> Path:
             else ""
         ),
         "",
-        "| method | predictor | seeds | accuracy % | NLL | Brier | ECE |",
-        "|---|---|---|---|---|---|---|",
+        "Edge drop rate: the realized rate during training, mean over epochs and seeds "
+        "(— for methods that drop activations or nothing).",
+        "",
+        "| method | edge drop rate | predictor | seeds | accuracy % | NLL | Brier | ECE |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m in methods:
+        rates = [mean_drop_rate(run_dir / "runs" / m / f"seed{r['seed']}") for r in by_method[m]]
+        rate = f"{np.mean(rates):.3f}" if not np.isnan(rates).any() else "—"
         variants = _variants(by_method[m][0], t_max).keys()
         for variant in variants:
             values = {k: [_variants(r, t_max)[variant][k] for r in by_method[m]] for k in _METRICS}
             lines.append(
-                f"| {m} | {variant} | {len(by_method[m])} | "
+                f"| {m} | {rate} | {variant} | {len(by_method[m])} | "
                 f"{_fmt(values['accuracy'], 100, 2)} | {_fmt(values['nll'])} | "
                 f"{_fmt(values['brier'])} | {_fmt(values['ece'])} |"
             )
