@@ -219,7 +219,7 @@ def test_degenerate_cases_give_nan_without_warnings() -> None:
         empty = paired_comparison([], [])
         assert empty["n"] == 0 and math.isnan(empty["mean_diff"])
         table = format_table(single)
-        assert "| **ddc** | 1 | 90.00 |" in table
+        assert "| **ddc** | 1 | — | 90.00 |" in table  # no metrics.csv: rate unknown
 
 
 def test_wilcoxon_from_five_pairs() -> None:
@@ -235,15 +235,18 @@ def test_format_table_values(run_dir: Path) -> None:
     summary = summarize(load_results(run_dir))
     table = format_table(summary)
     lines = table.splitlines()
-    assert lines[0].startswith("| method | seeds | test acc @ best val (mean ± std) |")
+    assert lines[0].startswith(
+        "| method | seeds | edge drop rate | test acc @ best val (mean ± std) |"
+    )
     assert "max over epochs (optimistic)" in lines[0] and "paired p (t)" in lines[0]
     rows = {line.split("|")[1].strip(): line for line in lines[2:5]}
     assert list(rows) == ["none", "dropconnect", "**ddc**"]  # config order
     ddc_mean, ddc_std = _hand_mean_std(BEST["ddc"])
     assert f"{100 * ddc_mean:.2f} ± {100 * ddc_std:.2f}" == "98.90 ± 0.36"
-    assert "| **ddc** | 3 | 98.90 ± 0.36 |" in rows["**ddc**"]
+    # drop_rate/linear1 is 0.5 + 0.01 * seed in every epoch: mean over seeds 0.51
+    assert "| **ddc** | 3 | 0.510 | 98.90 ± 0.36 |" in rows["**ddc**"]
     none_mean, none_std = _hand_mean_std(BEST["none"])
-    assert f"| none | 3 | {100 * none_mean:.2f} ± {100 * none_std:.2f} |" in rows["none"]
+    assert f"| none | 3 | — | {100 * none_mean:.2f} ± {100 * none_std:.2f} |" in rows["none"]
     assert "+1.03 (n=3)" in rows["none"]  # (0.010 + 0.004 + 0.017) / 3 = 1.03 pp
     p_none = stats.ttest_rel(BEST["ddc"], BEST["none"]).pvalue
     assert rows["none"].rstrip().endswith(f"| {p_none:.3g} |")

@@ -111,6 +111,7 @@ def load_results(run_dir: str | Path) -> list[dict[str, Any]]:
             continue
         data.setdefault("method", method)
         data.setdefault("seed", seed)
+        data.setdefault("edge_drop_rate", mean_drop_rate(folder))
         results.append(data)
     order = {
         m: i
@@ -235,6 +236,9 @@ def summarize(
     methods: dict[str, Any] = {}
     for method, seeds in by_method.items():
         entry: dict[str, Any] = {"n": len(seeds), "seeds": sorted(seeds)}
+        rates = [_to_float(seeds[s].get("edge_drop_rate")) for s in sorted(seeds)]
+        if rates and all(math.isfinite(r) for r in rates):  # methods that drop edges
+            entry["edge_drop_rate"] = float(np.mean(rates))
         for metric in METRICS:
             values = [_to_float(seeds[s].get(metric)) for s in sorted(seeds)]
             mean, std = _mean_std(values)
@@ -288,14 +292,15 @@ def _pvalue(value: float | None) -> str:
 def format_table(summary: dict[str, Any]) -> str:
     """The summary as a Markdown table with a note line under it.
 
-    Columns: method | seeds | test acc @ best val (mean ± std) | final test acc | max over epochs
-    (optimistic) | Δ vs reference | paired p (t). Accuracies in percent, 2 decimals; Δ in
-    percentage points, ``reference − method`` (positive: the reference is better).
+    Columns: method | seeds | edge drop rate | test acc @ best val (mean ± std) | final test
+    acc | max over epochs (optimistic) | Δ vs reference | paired p (t). Accuracies in percent,
+    2 decimals; Δ in percentage points, ``reference − method`` (positive: the reference is better).
     """
     ref = summary["reference"]
     header = [
         "method",
         "seeds",
+        "edge drop rate",
         "test acc @ best val (mean ± std)",
         "final test acc",
         "max over epochs (optimistic)",
@@ -318,6 +323,7 @@ def format_table(summary: dict[str, Any]) -> str:
                 [
                     f"**{method}**" if method == ref else method,
                     str(entry["n"]),
+                    f"{entry['edge_drop_rate']:.3f}" if "edge_drop_rate" in entry else "—",
                     _pct_pm(entry["test_acc_at_best_val"]),
                     _pct_pm(entry["final_test_acc"]),
                     _pct_pm(entry["max_test_acc"]),
@@ -333,7 +339,9 @@ def format_table(summary: dict[str, Any]) -> str:
         f"the last epoch; *max over epochs* selects on the test set, is optimistic and is shown "
         f"only for comparison with the paper. Δ and p pair {ref} with each method by seed "
         f"(seeds both have) on test acc @ best val; p is a two-sided paired t-test "
-        f"(— : fewer than 2 pairs or no variance)."
+        f"(— : fewer than 2 pairs or no variance). *edge drop rate*: the realized fraction "
+        f"of dropped weights during training, mean over epochs, layers and seeds (— : the "
+        f"method drops activations or nothing)."
     )
     return "\n".join(lines) + "\n" + note + "\n"
 
