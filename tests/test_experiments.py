@@ -221,6 +221,7 @@ def test_sweep_writes_heatmaps(tmp_path: Path) -> None:
         assert row["gain_over_matched"] == pytest.approx(row["test_acc"] - twin_acc)
     table = (tmp_path / "s" / "sweep.md").read_text()
     assert "| 0.2 | 0.3 | 0.5 |" in table and "matched DropConnect p" in table
+    assert "Training: 2 epochs, peak lr 0.05, cosine schedule" in table
 
 
 def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:

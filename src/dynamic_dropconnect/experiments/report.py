@@ -676,9 +676,12 @@ def plot_sweep_heatmap(
     return _save(fig, path)
 
 
-def format_sweep_table(rows: Sequence[dict[str, Any]], title: str, n_seeds: int) -> str:
+def format_sweep_table(
+    rows: Sequence[dict[str, Any]], title: str, n_seeds: int, protocol: str = ""
+) -> str:
     """Markdown table of a sweep: one line per (p, pg, tau) cell, DDC against DropConnect at
-    the cell's measured mean drop rate (when the rows have it), paired by seed."""
+    the cell's measured mean drop rate (when the rows have it), paired by seed. ``protocol``
+    (epochs, learning rate, subset) is stated above the table."""
     cells: dict[tuple[Any, Any, Any], list[dict[str, Any]]] = {}
     for row in rows:
         cells.setdefault((row["p"], row["pg"], row["tau"]), []).append(row)
@@ -688,8 +691,10 @@ def format_sweep_table(rows: Sequence[dict[str, Any]], title: str, n_seeds: int)
     if matched:
         head += " matched DropConnect p | its test acc | gain (pp) | DDC wins | paired t p |"
         rule += "---|---|---|---|---|"
-    lines = [f"# Sweep: {title}", "", f"{n_seeds} seed(s) per cell; accuracies in %.", "",
-             head, rule]  # fmt: skip
+    intro = f"{n_seeds} seed(s) per cell; accuracies in %." + (
+        f" Training: {protocol}." if protocol else ""
+    )
+    lines = [f"# Sweep: {title}", "", intro, "", head, rule]
     for (p, pg, tau), group in sorted(cells.items(), key=lambda kv: tuple(map(_sort_key, kv[0]))):
         ddc_acc = [r["test_acc"] for r in group]
         line = (

@@ -368,7 +368,13 @@ def sweep(
     values = ["val_acc", "test_acc", "mean_drop_rate"] + (["gain_over_matched"] if matched else [])
     for value in values:
         plot_sweep_heatmap(rows, x, y, value, out / "plots" / f"sweep_{value}_{x}_{y}.png")
-    atomic_write_text(out / "sweep.md", format_sweep_table(rows, experiment.name, len(seeds)))
+    protocol = (
+        f"{experiment.epochs} epochs, peak lr {experiment.lr:g}, {experiment.schedule} schedule"
+        + (f", at most {options.subset} examples per split" if options.subset else "")
+    )
+    atomic_write_text(
+        out / "sweep.md", format_sweep_table(rows, experiment.name, len(seeds), protocol)
+    )
     return out / "sweep.json"
 
 
