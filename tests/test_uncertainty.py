@@ -105,6 +105,15 @@ def test_uncertainty_command_end_to_end(fashion_run: Path, capsys: pytest.Captur
         and "MC-DDC vs" in table
         and "MC-dropconnect" in table
     )
+    # OOD detection is paired too: MC-DDC's mutual-information AUROC minus MC-DropConnect's.
+    mi = {
+        m: [runs[(m, s)]["ood"]["mc/mutual_information"]["auroc"] for s in (0, 1)]
+        for m in ("ddc", "dropconnect")
+    }
+    diff = sum(a - b for a, b in zip(mi["ddc"], mi["dropconnect"], strict=True)) / 2
+    assert f"| MC-dropconnect | auroc_mi | 2 | {diff:+.4f} |" in table
+    assert "| DDC deterministic | auroc_entropy | 2 |" in table
+    assert "| DDC deterministic | auroc_mi |" not in table  # no MI without sampling
     for plot in ("reliability", "vs_T", "entropy"):
         assert (fashion_run / "plots" / f"uncertainty_{plot}.png").stat().st_size > 1000
     # `ddc report` re-renders it; a second run reuses the per-run results.

@@ -396,27 +396,42 @@ def render_uncertainty(run_dir: str | Path) -> Path:
     return atomic_write_text(run_dir / "uncertainty.md", "\n".join(lines) + "\n")
 
 
+def _predictor_values(run: dict[str, Any], predictor: str, t_max: int) -> dict[str, float]:
+    """Calibration metrics of one predictor (``"mc"`` or ``"deterministic"``) of one run, with
+    its OOD AUROCs (entropy; mutual information for MC) when the run has OOD results."""
+    values = dict(run["mc"][str(t_max)] if predictor == "mc" else run["deterministic"])
+    ood = run.get("ood", {})
+    for score, key in (("entropy", "auroc_entropy"), ("mutual_information", "auroc_mi")):
+        if f"{predictor}/{score}" in ood:
+            values[key] = ood[f"{predictor}/{score}"]["auroc"]
+    return values
+
+
 def _paired_lines(by_method: dict[str, list[dict[str, Any]]], t_max: int) -> list[str]:
-    """MC-DDC against MC of every other stochastic method and against DDC's deterministic."""
+    """MC-DDC against MC of every other stochastic method and against DDC's deterministic:
+    calibration metrics and OOD AUROCs (higher is better for those and for accuracy)."""
     if "ddc" not in by_method or "mc" not in by_method["ddc"][0]:
         return ["(needs ddc runs)"]
-    ddc_runs = {r["seed"]: r for r in by_method["ddc"]}
+    ddc_runs = {r["seed"]: _predictor_values(r, "mc", t_max) for r in by_method["ddc"]}
     rows = [
         "| MC-DDC vs | metric | n | mean diff (DDC − other) | paired t p |",
         "|---|---|---|---|---|",
     ]
-    others: list[tuple[str, dict[int, dict[str, float]]]] = [
-        ("DDC deterministic", {s: r["deterministic"] for s, r in ddc_runs.items()})
-    ]
+    others = [
+        ("DDC deterministic",
+         {r["seed"]: _predictor_values(r, "deterministic", t_max) for r in by_method["ddc"]})
+    ]  # fmt: skip
     for m, rs in by_method.items():
         if m != "ddc" and "mc" in rs[0]:
-            others.append((f"MC-{m}", {r["seed"]: r["mc"][str(t_max)] for r in rs}))
+            others.append((f"MC-{m}", {r["seed"]: _predictor_values(r, "mc", t_max) for r in rs}))
     for label, values in others:
         seeds = sorted(set(values) & set(ddc_runs))
-        for k in _METRICS:
-            mine = [ddc_runs[s]["mc"][str(t_max)][k] for s in seeds]
-            theirs = [values[s][k] for s in seeds]
-            test = paired_comparison(mine, theirs)
+        if not seeds:
+            continue
+        shared = [k for k in (*_METRICS, "auroc_entropy", "auroc_mi")
+                  if all(k in ddc_runs[s] and k in values[s] for s in seeds)]  # fmt: skip
+        for k in shared:
+            test = paired_comparison([ddc_runs[s][k] for s in seeds], [values[s][k] for s in seeds])
             p = test["t_pvalue"]
             rows.append(
                 f"| {label} | {k} | {test['n']} | {test['mean_diff']:+.4f} | "
