@@ -258,7 +258,7 @@ def evaluate_run(
             "train first with `ddc compare --out RUN_DIR`"
         )
     subset = config.get("subset")  # a run trained on a subset is evaluated on as many
-    limit = min(n for n in (subset, examples) if n is not None) if subset or examples else None
+    limit = min((n for n in (subset, examples) if n), default=None)  # OOD images to use
     ood_x = None
     if ood:
         if experiment.dataset not in OOD_PAIRS:
