@@ -11,7 +11,19 @@ from typing import IO, Any
 
 import torch
 
-__all__ = ["atomic_torch_save", "atomic_write", "atomic_write_json", "atomic_write_text"]
+__all__ = [
+    "RunFileError",
+    "atomic_torch_save",
+    "atomic_write",
+    "atomic_write_json",
+    "atomic_write_text",
+    "load_checkpoint",
+]
+
+
+class RunFileError(ValueError):
+    """A file of a run directory that cannot be used (corrupt, truncated, foreign, unsafe);
+    the message names the file and says what to do."""
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
@@ -51,3 +63,22 @@ def atomic_write_json(path: str | Path, data: Any) -> Path:
 
 def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The dict saved by :func:`atomic_torch_save` at ``path``, loaded with ``weights_only=True``:
+    only tensors, dicts, lists, numbers and strings are unpickled, so a crafted file cannot run
+    code. Raises :class:`RunFileError` naming the file when it cannot be loaded."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # UnpicklingError, RuntimeError (zip), EOFError, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunFileError(
+            f"{path}: refused to load this checkpoint ({type(err).__name__}: {first}); it is "
+            "corrupt, truncated or holds more than tensors, numbers and strings. Delete the "
+            "run's folder and train it again (--resume retrains it)"
+        ) from err
+    if not isinstance(state, dict):
+        raise RunFileError(f"{path}: not a checkpoint of ddc (a {type(state).__name__}, not a dict)")
+    return state

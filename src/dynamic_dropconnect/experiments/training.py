@@ -36,7 +36,7 @@ import dynamic_dropconnect as ddc
 from .config import Experiment
 from .datasets import load_dataset, train_val_split
 from .datasets.transforms import augment, channel_stats, normalize, resize
-from .io import atomic_torch_save, atomic_write_json, atomic_write_text
+from .io import atomic_torch_save, atomic_write_json, atomic_write_text, load_checkpoint
 from .methods import apply_method
 from .models import build_model, xavier_init
 
@@ -296,7 +296,7 @@ def train_run(
     learning_rates = experiment.learning_rates()
     rows: list[dict[str, Any]] = []
     if resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=spec.device, weights_only=False)
+        state = load_checkpoint(checkpoint_path, map_location=spec.device)
         _check_protocol(checkpoint_path, state.get("experiment"), experiment)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

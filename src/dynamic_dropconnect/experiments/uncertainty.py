@@ -40,7 +40,7 @@ import dynamic_dropconnect as ddc
 
 from .config import Experiment
 from .datasets import load_dataset
-from .io import atomic_write_json, atomic_write_text, read_json_object
+from .io import atomic_write_json, atomic_write_text, load_checkpoint, read_json_object
 from .report import (
     _json_safe,
     _mean_std,
@@ -283,7 +283,7 @@ def evaluate_run(
             datasets[seed] = prepare_data(
                 experiment, seed=seed, data_dir=data_dir, subset=subset, device=device
             )
-        state = torch.load(folder / "checkpoint.pt", map_location=device, weights_only=False)
+        state = load_checkpoint(folder / "checkpoint.pt", map_location=device)
         model = build(RunSpec(experiment, method, seed, device), datasets[seed])
         model.load_state_dict(state["model"])
         torch.manual_seed(seed)  # reproducible masks

@@ -1,0 +1,98 @@
+"""The ``ddc`` command against hostile or broken run directories, bad options and signals.
+
+Every test here failed on the code before its fix (see the commit that added it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from dynamic_dropconnect.experiments.cli import main
+from dynamic_dropconnect.experiments.io import RunFileError
+from dynamic_dropconnect.experiments.uncertainty import evaluate_run
+
+pytest.importorskip("sklearn")
+pytest.importorskip("matplotlib")
+
+
+def _compare(out: Path, *extra: str, epochs: int = 2, methods: str = "ddc") -> int:
+    return main(
+        ["compare", "--methods", methods, "--seeds", "1", "--epochs", str(epochs), "--quiet"]
+        + ["--out", str(out), *extra]
+    )
+
+
+@pytest.fixture(scope="module")
+def partial_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A digits-mlp run of 2 epochs (config.json says 2), ddc seed 0: checkpoint and result."""
+    out = tmp_path_factory.mktemp("safety") / "run"
+    assert _compare(out) == 0
+    return out
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    return copy
+
+
+class _Exploit:
+    """Unpickling this runs a shell command that creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _plant_exploit(checkpoint: Path, marker: Path) -> None:
+    torch.save({"model": {}, "rows": [], "payload": _Exploit(marker)}, checkpoint)
+    checkpoint.with_name(checkpoint.name + ".sha256").unlink(missing_ok=True)
+
+
+# 1. Code execution from a run directory ---------------------------------------------------
+
+
+def test_resume_refuses_a_checkpoint_that_would_run_code(
+    partial_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = _copy(partial_run, tmp_path)
+    seed = run / "runs/ddc/seed0"
+    (seed / "result.json").unlink()  # unfinished: --resume loads the checkpoint
+    marker = tmp_path / "pwned"
+    _plant_exploit(seed / "checkpoint.pt", marker)
+    assert _compare(run, "--resume") == 2
+    err = capsys.readouterr().err
+    assert str(seed / "checkpoint.pt") in err and "refused" in err
+    assert not marker.exists()
+
+
+def test_uncertainty_refuses_a_checkpoint_that_would_run_code(
+    partial_run: Path, tmp_path: Path
+) -> None:
+    run = _copy(partial_run, tmp_path)
+    marker = tmp_path / "pwned"
+    checkpoint = run / "runs/ddc/seed0/checkpoint.pt"
+    _plant_exploit(checkpoint, marker)
+    with pytest.raises(RunFileError, match=f"{checkpoint}.*refused"):
+        evaluate_run(run, t_values=[1, 2], ood=False, log=lambda _: None)
+    assert not marker.exists()
+
+
+def test_no_unsafe_torch_load_in_src() -> None:
+    src = Path(__file__).resolve().parents[1] / "src"
+    offenders = [p for p in src.rglob("*.py") if "weights_only=False" in p.read_text()]
+    assert offenders == []
+
+
+def test_checkpoint_loads_with_weights_only(partial_run: Path) -> None:
+    state = torch.load(partial_run / "runs/ddc/seed0/checkpoint.pt", weights_only=True)
+    assert isinstance(state["rng"], torch.Tensor) and len(state["rows"]) == 2
+    assert json.loads((partial_run / "config.json").read_text())["epochs"] == 2
