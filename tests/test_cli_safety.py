@@ -22,10 +22,8 @@ pytest.importorskip("matplotlib")
 
 
 def _compare(out: Path, *extra: str, epochs: int = 2, methods: str = "ddc") -> int:
-    return main(
-        ["compare", "--methods", methods, "--seeds", "1", "--epochs", str(epochs), "--quiet"]
-        + ["--out", str(out), *extra]
-    )
+    args = ["--methods", methods, "--seeds", "1", "--epochs", str(epochs), "--quiet"]
+    return main(["compare", *args, "--out", str(out), *extra])
 
 
 @pytest.fixture(scope="module")

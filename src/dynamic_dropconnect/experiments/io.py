@@ -80,5 +80,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             "run's folder and train it again (--resume retrains it)"
         ) from err
     if not isinstance(state, dict):
-        raise RunFileError(f"{path}: not a checkpoint of ddc (a {type(state).__name__}, not a dict)")
+        kind = type(state).__name__
+        raise RunFileError(f"{path}: not a checkpoint of ddc (a {kind}, not a dict)")
     return state
