@@ -94,3 +94,30 @@ def test_checkpoint_loads_with_weights_only(partial_run: Path) -> None:
     state = torch.load(partial_run / "runs/ddc/seed0/checkpoint.pt", weights_only=True)
     assert isinstance(state["rng"], torch.Tensor) and len(state["rows"]) == 2
     assert json.loads((partial_run / "config.json").read_text())["epochs"] == 2
+
+
+# 2. Stale uncertainty caches -------------------------------------------------------------
+
+
+def test_uncertainty_recomputes_after_the_checkpoint_changed(tmp_path: Path) -> None:
+    from dynamic_dropconnect.experiments.config import get_experiment
+    from dynamic_dropconnect.experiments.training import RunSpec, prepare_data, train_run
+
+    run = tmp_path / "run"
+    assert _compare(run, epochs=4) == 0
+    # The same run stopped after 2 of its 4 epochs (as if interrupted).
+    experiment = get_experiment("digits-mlp").with_epochs(4)
+    data = prepare_data(experiment, seed=0)
+    seed = run / "runs/ddc/seed0"
+    train_run(RunSpec(experiment, "ddc", 0), seed, data, resume=False, stop_after_epoch=2)
+    evaluate_run(run, t_values=[1, 2], ood=False, log=lambda _: None)
+    first = json.loads((seed / "uncertainty.json").read_text())
+    assert first["epochs_trained"] == 2
+    table = (run / "uncertainty.md").read_text()
+    assert "unfinished" in table and "2 of 4 epochs" in table
+    assert _compare(run, "--resume", epochs=4) == 0  # epochs 3 and 4
+    evaluate_run(run, t_values=[1, 2], ood=False, log=lambda _: None)
+    again = json.loads((seed / "uncertainty.json").read_text())
+    assert again["epochs_trained"] == 4
+    assert again["deterministic"] != first["deterministic"]
+    assert "unfinished" not in (run / "uncertainty.md").read_text()

@@ -26,6 +26,7 @@ with the same settings), ``RUN_DIR/uncertainty.json``, ``uncertainty.md`` and
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -274,9 +275,13 @@ def evaluate_run(
     per_run: list[dict[str, Any]] = []
     for method, seed, folder in runs:
         cached = folder / "uncertainty.json"
+        # The cache belongs to one checkpoint: a resumed or retrained run has another one.
+        fingerprint = _file_sha256(folder / "checkpoint.pt")
         if cached.exists():
             previous = read_json_object(cached)
-            if previous.get("settings") == settings:
+            if previous.get("settings") == settings and previous.get("checkpoint_sha256") == (
+                fingerprint
+            ):
                 per_run.append(previous)
                 continue
         if seed not in datasets:
@@ -295,6 +300,8 @@ def evaluate_run(
             "method": method,
             "seed": seed,
             "epochs_trained": len(state.get("rows", [])),
+            "epochs_total": experiment.epochs,
+            "checkpoint_sha256": fingerprint,
             "settings": settings,
             **result,
         }
@@ -311,6 +318,14 @@ def evaluate_run(
         _json_safe({"experiment": experiment.name, "settings": settings, "runs": per_run}),
     )
     return render_uncertainty(run_dir)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,6 +361,12 @@ def render_uncertainty(run_dir: str | Path) -> Path:
     methods = list(dict.fromkeys(r["method"] for r in runs))
     by_method = {m: sorted((r for r in runs if r["method"] == m), key=lambda r: r["seed"])
                  for m in methods}  # fmt: skip
+    total = load_config(run_dir).get("epochs")
+    unfinished = {
+        (r["method"], r["seed"]): f"{r.get('epochs_trained')} of {r.get('epochs_total', total)}"
+        for r in runs
+        if r.get("epochs_trained") != r.get("epochs_total", total)
+    }
     lines = [
         f"# Uncertainty: {data.get('experiment', run_dir.name)}",
         "",
@@ -362,6 +383,17 @@ def render_uncertainty(run_dir: str | Path) -> Path:
         "Edge drop rate: the realized rate during training, mean over epochs and seeds "
         "(— for methods that drop activations or nothing).",
         "",
+        *(
+            [
+                "**Unfinished runs** (their weights are those of an earlier epoch, not the "
+                "trained model; finish them with `ddc compare --resume` and run `ddc "
+                "uncertainty` again): "
+                + ", ".join(f"{m} seed {s} ({n} epochs)" for (m, s), n in unfinished.items()),
+                "",
+            ]
+            if unfinished
+            else []
+        ),
         "| method | edge drop rate | predictor | seeds | accuracy % | NLL | Brier | ECE |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -371,8 +403,12 @@ def render_uncertainty(run_dir: str | Path) -> Path:
         variants = _variants(by_method[m][0], t_max).keys()
         for variant in variants:
             values = {k: [_variants(r, t_max)[variant][k] for r in by_method[m]] for k in _METRICS}
+            seeds = str(len(by_method[m]))
+            partial = sum((m, r["seed"]) in unfinished for r in by_method[m])
+            if partial:
+                seeds += f" ({partial} unfinished)"
             lines.append(
-                f"| {m} | {rate} | {variant} | {len(by_method[m])} | "
+                f"| {m} | {rate} | {variant} | {seeds} | "
                 f"{_fmt(values['accuracy'], 100, 2)} | {_fmt(values['nll'])} | "
                 f"{_fmt(values['brier'])} | {_fmt(values['ece'])} |"
             )
