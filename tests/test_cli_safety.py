@@ -121,3 +121,32 @@ def test_uncertainty_recomputes_after_the_checkpoint_changed(tmp_path: Path) -> 
     assert again["epochs_trained"] == 4
     assert again["deterministic"] != first["deterministic"]
     assert "unfinished" not in (run / "uncertainty.md").read_text()
+
+
+# 3. --out into someone else's directory --------------------------------------------------
+
+
+def test_out_into_a_non_empty_directory_without_a_run_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    mine = tmp_path / "mine"
+    (mine / "plots").mkdir(parents=True)
+    files = {
+        "results.md": "my thesis table\n",
+        "results.json": '{"mine": true}\n',
+        "metrics.csv": "a,b\n1,2\n",
+        "plots/learning_curves.png": "my plot",
+    }
+    for name, text in files.items():
+        (mine / name).write_text(text)
+    for extra in ((), ("--resume",)):
+        assert _compare(mine, *extra) == 2
+        err = capsys.readouterr().err
+        assert str(mine) in err and "results.md" in err and "not empty" in err
+    assert {name: (mine / name).read_text() for name in files} == files
+    assert sorted(p.name for p in mine.iterdir()) == ["metrics.csv", "plots", "results.json",
+                                                      "results.md"]  # fmt: skip
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _compare(empty) == 0  # an empty directory is fine
+    assert (empty / "runs/ddc/seed0/result.json").exists()

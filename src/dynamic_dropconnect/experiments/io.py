@@ -18,6 +18,8 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "load_checkpoint",
+    "read_json_file",
+    "read_json_object",
 ]
 
 
@@ -55,6 +57,19 @@ def read_json_object(path: str | Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def read_json_file(path: str | Path) -> dict[str, Any]:
+    """The JSON object in ``path``; :class:`RunFileError` naming the file when it cannot be read,
+    is not UTF-8 JSON or is not an object (for files that must be right: ``config.json``)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        raise RunFileError(f"{path}: cannot be read as JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise RunFileError(f"{path}: expected a JSON object, got a {type(data).__name__}")
+    return data
 
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:

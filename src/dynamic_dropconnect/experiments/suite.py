@@ -17,7 +17,6 @@ end, after the report of the finished runs is written.
 from __future__ import annotations
 
 import dataclasses
-import json
 import multiprocessing as mp
 import os
 import time
@@ -34,12 +33,20 @@ import torch
 
 from .config import Experiment
 from .datasets import DatasetError, load_dataset
-from .io import atomic_write_json, atomic_write_text
+from .io import atomic_write_json, atomic_write_text, read_json_file
 from .methods import METHODS
 from .report import format_sweep_table, mean_drop_rate, plot_sweep_heatmap, write_report
 from .training import PreparedData, RunSpec, prepare_data, train_run
 
-__all__ = ["RunDirError", "RunOptions", "RunsFailedError", "compare", "shortened", "sweep"]
+__all__ = [
+    "RunDirError",
+    "RunOptions",
+    "RunsFailedError",
+    "check_out_dir",
+    "compare",
+    "shortened",
+    "sweep",
+]
 
 
 class RunDirError(RuntimeError):
@@ -55,14 +62,54 @@ class RunsFailedError(RuntimeError):
         super().__init__(f"{len(failures)} run(s) failed (the others finished):\n{lines}")
 
 
-def _open_run_dir(out: Path, config: dict[str, Any], resume: bool, experiment: Experiment) -> None:
+LOCK_NAME = ".ddc-lock"
+
+#: Files of ours that may be in a run directory before its config.json (see :func:`_lock`).
+_BOOKKEEPING = (LOCK_NAME,)
+
+
+def check_out_dir(out: str | Path) -> bool:
+    """Whether ``out`` holds a run of ours (``config.json``); ``False`` for a new or empty
+    directory. :class:`RunDirError` for a file, or a non-empty directory with no run in it
+    (the user's own files, which writing the report would overwrite)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunDirError(
+            f"--out {out} is a file, not a directory; choose a new or empty directory for the run"
+        )
+    if not out.is_dir():
+        return False
     config_path = out / "config.json"
     if config_path.exists():
+        config = read_json_file(config_path)
+        if not {"experiment", "settings", "methods", "seeds"} <= set(config):
+            raise RunDirError(
+                f"{config_path} is not the config.json of a ddc run (no experiment, settings, "
+                "methods, seeds); choose another --out"
+            )
+        return True
+    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
+    entries = [e for e in entries if e not in _BOOKKEEPING]
+    if entries:
+        shown = ", ".join(entries[:8]) + (
+            f" and {len(entries) - 8} more" if len(entries) > 8 else ""
+        )
+        raise RunDirError(
+            f"--out {out} is not empty and holds no ddc run (no config.json): it has {shown}; "
+            "a run would overwrite such files (results.md, results.json, plots/, ...). Choose a "
+            "new or empty directory, or move those files away"
+        )
+    return False
+
+
+def _open_run_dir(out: Path, config: dict[str, Any], resume: bool, experiment: Experiment) -> None:
+    config_path = out / "config.json"
+    if check_out_dir(out):
         if not resume:
             raise RunDirError(
                 f"{out} already holds a run; pass --resume to continue it or choose another --out"
             )
-        previous = json.loads(config_path.read_text())
+        previous = read_json_file(config_path)
         keys = ("experiment", "epochs", "subset", "hyperparameters")
         changed = [k for k in keys if previous.get(k) != config.get(k)]
         differences = experiment.differences(previous.get("settings") or {})
@@ -277,6 +324,7 @@ def compare(
         for method in methods
     ]
     _check_jobs(options.jobs, len(tasks))
+    check_out_dir(out)  # before anything is loaded or written
     load_dataset(experiment.dataset, options.data_dir)  # missing data: one error, nothing written
     _start(out, experiment, methods, seeds, options)
     try:
@@ -321,6 +369,7 @@ def sweep(
         for seed in seeds
     ]
     _check_jobs(options.jobs, len(tasks))
+    check_out_dir(out)  # before anything is loaded or written
     load_dataset(experiment.dataset, options.data_dir)
     _start(out, experiment, ["ddc"], seeds, options, full)
     results = _execute(tasks, options)
