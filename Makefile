@@ -20,8 +20,9 @@ venv: $(PY)
 demo: venv
 	$(VENV)/bin/ddc compare
 
-# The tests also cover Hugging Face models (the optional extra; they skip without it).
-test: EXTRAS = dev,huggingface
+# The tests also cover Hugging Face models, the HF Trainer, PEFT and Lightning (the optional
+# extras; those tests skip without them).
+test: EXTRAS = dev,huggingface,integrations
 test: venv
 	$(PY) -m pytest -q
 
