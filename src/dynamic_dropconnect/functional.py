@@ -34,6 +34,7 @@ __all__ = [
     "UpdateMode",
     "accumulate_gradient",
     "apply_weight_mask",
+    "compute_dtype",
     "ddc_drop_probabilities",
     "drop_connect",
     "record_gradient",
@@ -94,13 +95,15 @@ def ddc_drop_probabilities(
         eps: added to the standard deviation.
 
     Returns:
-        Tensor of ``grad``'s shape and dtype with values in ``[0, p_max]``. A tensor whose
+        Tensor of ``grad``'s shape with values in ``[0, p_max]``, in ``grad``'s dtype, or in
+        float32 for a float16/bfloat16 ``grad`` (see :func:`compute_dtype`). A tensor whose
         entries are all equal (including all zero, i.e. no gradient yet) gets ``p`` everywhere.
     """
     check_choice("direction", direction, DIRECTIONS)
     # One fresh tensor, then every step in place: the fewest passes and allocations (on small
     # layers each op's dispatch costs more than its arithmetic).
-    z = grad.detach().abs()
+    dtype = compute_dtype(grad.dtype)
+    z = grad.detach().abs() if dtype == grad.dtype else grad.detach().to(dtype).abs_()
     if zscore:
         if z.numel() < 2:  # the unbiased std of one value is undefined
             z.zero_()
@@ -118,6 +121,17 @@ def ddc_drop_probabilities(
     if p_max is not None and not (_is_number(p) and _is_number(pg) and p + pg <= p_max):
         probs.clamp_(0.0, p_max)
     return probs
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype drop probabilities and uniforms are computed in for a weight of ``dtype``.
+
+    float32 for float16/bfloat16: ``eps=1e-9`` is 0 in float16 (an all-equal statistic gave
+    ``z = 0/0``), their mean and std of many entries are inexact, and a half-precision
+    uniform has 11 (fp16) or 8 (bf16) mantissa bits, which biases ``P(keep)`` by up to 2e-3.
+    Other dtypes are used as they are.
+    """
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 def _is_number(value: float | Tensor) -> bool:
@@ -146,13 +160,16 @@ def sample_keep_mask(
 
     ``probs`` is a tensor broadcastable to ``like`` or a fixed rate. With ``batch`` the mask
     gets a leading dimension of that size: one independent mask per example. The mask has
-    ``like``'s dtype and device, and ``generator`` (if given) makes it reproducible.
+    ``like``'s dtype and device, and ``generator`` (if given) makes it reproducible. For a
+    float16/bfloat16 ``like`` the uniforms are drawn in float32 (see :func:`compute_dtype`).
     """
     shape = like.shape if batch is None else (batch, *like.shape)
-    uniform = torch.rand(shape, generator=generator, device=like.device, dtype=like.dtype)
+    dtype = compute_dtype(like.dtype)
+    uniform = torch.rand(shape, generator=generator, device=like.device, dtype=dtype)
     # keep iff u >= p, so P(keep) = 1 - p exactly for u uniform on [0, 1); in place, so the
     # mask is made in the weight's dtype without a bool temporary.
-    return uniform.ge_(probs)
+    mask = uniform.ge_(probs)
+    return mask if dtype == like.dtype else mask.to(like.dtype)
 
 
 def rescale_factor(
@@ -201,9 +218,18 @@ def record_gradient(statistic: Tensor, seen: Tensor, grad: Tensor) -> None:
     non-finite step (an AMP overflow, say) leaves both buffers as they were.
     """
     magnitude = grad.detach().abs().to(statistic.dtype)
-    finite = magnitude.sum() < float("inf")  # False for NaN and Inf entries alike
+    finite = _all_finite(magnitude)
     torch.where(finite, magnitude, statistic, out=statistic)
     seen.logical_or_(finite)
+
+
+def _all_finite(magnitude: Tensor) -> Tensor:
+    """0-dim bool: no NaN or Inf in ``magnitude`` (entries >= 0), one reduction, no sync.
+
+    The sum is False for NaN and Inf entries alike; it is taken in float32 for half types,
+    where a sum of finite entries overflows 65504 (float16) on any large layer.
+    """
+    return magnitude.sum(dtype=compute_dtype(magnitude.dtype)) < float("inf")
 
 
 def accumulate_gradient(total: Tensor, count: Tensor, grad: Tensor) -> None:
@@ -213,7 +239,7 @@ def accumulate_gradient(total: Tensor, count: Tensor, grad: Tensor) -> None:
     micro-batches); device-side only.
     """
     magnitude = grad.detach().abs().to(total.dtype)
-    finite = magnitude.sum() < float("inf")
+    finite = _all_finite(magnitude)
     total.add_(torch.where(finite, magnitude, torch.zeros_like(magnitude)))
     count.add_(finite.to(count.dtype))
 

@@ -444,7 +444,7 @@ class DynamicDropConnect(WeightRegularizer):
             source = self.grad_magnitude
             # Before the first gradient: rate p (reference: 0), as 0-dim tensor arithmetic so
             # the step never waits on the device to decide.
-            seen = self.has_gradient.to(source.dtype)
+            seen = self.has_gradient.to(F.compute_dtype(source.dtype))
             pg = seen * self.pg
             p = seen * self.p if self.preset == "reference" else self.p
         # The rates p, pg may be 0-dim tensors here; the clamp cannot bind when the float

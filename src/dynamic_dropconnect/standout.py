@@ -8,6 +8,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from .functional import compute_dtype
+
 __all__ = ["Standout", "standout"]
 
 
@@ -21,11 +23,13 @@ def standout(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     r"""Functional :class:`Standout`: ``m * f(a)`` in training, ``pi * f(a)`` in eval."""
-    keep = torch.sigmoid(alpha * preact.detach() + beta)
+    # In float32 for half types: a half uniform has 8-11 mantissa bits (biased P(keep)).
+    dtype = compute_dtype(preact.dtype)
+    keep = torch.sigmoid(alpha * preact.detach().to(dtype) + beta)
     out = preact if activation is None else activation(preact)
     if not training:
-        return keep * out
-    uniform = torch.rand(preact.shape, generator=generator, device=preact.device, dtype=keep.dtype)
+        return keep.to(out.dtype) * out
+    uniform = torch.rand(preact.shape, generator=generator, device=preact.device, dtype=dtype)
     return out * (uniform < keep).to(out.dtype)
 
 
