@@ -69,11 +69,13 @@ class _LearnedWeight(torch.autograd.Function):
         reg._record(grad)
         scale_with_graph, penalty, theta = ctx.local
         if scale_with_graph is not None:  # non-finite gradients are zeroed in the Adam step
+            # dL/dscale = g * W, formed in the local graph's float32 (no half overflow).
+            grad_scale = grad.to(scale_with_graph.dtype) * weight.to(scale_with_graph.dtype)
             with torch.enable_grad():
                 grads = torch.autograd.grad(
                     [scale_with_graph, penalty],
                     theta,
-                    grad_outputs=[grad * weight, torch.ones_like(penalty)],
+                    grad_outputs=[grad_scale, torch.ones_like(penalty)],
                     allow_unused=True,
                 )
             reg._adam_step(grads)
@@ -82,6 +84,8 @@ class _LearnedWeight(torch.autograd.Function):
 
 
 def _zscore(values: Tensor, eps: float = 1e-9) -> Tensor:
+    """Layer-wise z-score, in float32 for half types (``eps`` is 0 in float16: 0/0 = NaN)."""
+    values = values.to(F.compute_dtype(values.dtype))
     std, mean = torch.std_mean(values)
     if values.numel() < 2:
         std = torch.zeros_like(mean)
@@ -173,6 +177,23 @@ class LearnedDropConnect(WeightRegularizer):
         self.register_buffer("last_penalty", torch.full((), float("nan")), persistent=False)
 
     # -- state --------------------------------------------------------------------------------
+    def _apply(self, fn: Any, recurse: bool = True) -> LearnedDropConnect:
+        # model.half() / .to(device) would make theta half (Adam's eps=1e-8 is 0 in float16,
+        # so a zero gradient gives 0/0) and a non-leaf (the copy of a leaf that requires
+        # grad). Theta and its Adam state follow the device only: float32 leaves.
+        kept = {key: self._buffers[key] for key in self._float32_state()}
+        super()._apply(fn, recurse)
+        for key, old in kept.items():
+            moved = self._buffers[key]
+            assert old is not None and moved is not None
+            new = old.detach().to(device=moved.device)
+            self._buffers[key] = new.requires_grad_(True) if key in self._theta else new
+        return self
+
+    def _float32_state(self) -> list[str]:
+        moments = [f"adam_{m}_{key}" for key in self._theta for m in ("m", "v")]
+        return [*self._theta, *moments, "adam_step"]
+
     def prepare(self, weight: Tensor) -> None:
         if self.grad_magnitude.shape != weight.shape:
             zeros = weight.detach().new_zeros(weight.shape)
@@ -183,7 +204,7 @@ class LearnedDropConnect(WeightRegularizer):
 
     def _record(self, grad: Tensor) -> None:
         g = grad.detach().to(self.grad_average.dtype)
-        finite = g.abs().sum() < math.inf
+        finite = F._all_finite(g.abs())
         agree = torch.sign(g) * torch.sign(self.grad_average)
         torch.where(finite, g.abs(), self.grad_magnitude, out=self.grad_magnitude)
         torch.where(finite, agree, self.sign_agreement, out=self.sign_agreement)
@@ -198,12 +219,13 @@ class LearnedDropConnect(WeightRegularizer):
     def features(self, weight: Tensor) -> Tensor:
         """``(numel, 4)`` features of every edge (see :data:`FEATURES`), detached."""
         self.prepare(weight)
-        seen = self.has_gradient.to(weight.dtype)
+        dtype = F.compute_dtype(weight.dtype)  # theta is float32: features of half weights too
+        seen = self.has_gradient.to(dtype)
         columns = [
             _zscore(self.grad_magnitude.flatten()) * seen,  # 0 before the first gradient
             _zscore(weight.detach().abs().flatten()),
-            self.sign_agreement.flatten(),
-            self.previous_p.flatten(),
+            self.sign_agreement.flatten().to(dtype),
+            self.previous_p.flatten().to(dtype),
         ]
         return torch.stack(columns, 1)
 
@@ -245,9 +267,10 @@ class LearnedDropConnect(WeightRegularizer):
         if not self.training:
             return weight
         feats = self.features(weight)
+        dtype = feats.dtype  # float32 for half weights: 1 - 1e-6 is 1.0 in float16
         with self._mask_generator() as generator:
             u = torch.rand(
-                weight.shape, generator=generator, device=weight.device, dtype=weight.dtype
+                weight.shape, generator=generator, device=weight.device, dtype=dtype
             ).clamp_(1e-6, 1 - 1e-6)
         learn = torch.is_grad_enabled() and weight.requires_grad
         with torch.enable_grad() if learn else torch.no_grad():
@@ -261,7 +284,7 @@ class LearnedDropConnect(WeightRegularizer):
         self.last_penalty.copy_(penalty.detach())
         self._monitor(probs.detach(), soft.detach().mean())
         local = (scale, penalty, theta) if learn else (None, None, ())
-        return _LearnedWeight.apply(weight, scale.detach(), self, local)
+        return _LearnedWeight.apply(weight, scale.detach().to(weight.dtype), self, local)
 
     def extra_repr(self) -> str:
         return (
