@@ -5,11 +5,18 @@ matching class below *in place* (its ``__class__`` changes, as ``torch.nn.utils.
 does), so the module object, its parameters (and an optimizer holding them), hooks and
 ``*.weight`` state_dict keys all stay. The weight stays the raw trained parameter: only the
 forward pass sees the regularized weight. :func:`dynamic_dropconnect.remove` undoes it.
+
+Wrappers that swap the class themselves are recognised on either side of the swap: a
+``torch.nn.utils.parametrize`` parametrization (``parametrizations.weight_norm``,
+``spectral_norm``, ``register_parametrization``: class ``ParametrizedLinear``) or FSDP2's
+``fully_shard`` (class ``FSDPLinear``). Their class is rebuilt on the regularized class
+(``ParametrizedRegularizedLinear``), so the regularizer then acts on the *effective* weight
+(``self.weight``, e.g. the weight-normalised one); :func:`detach` rebuilds it on the plain class.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +33,8 @@ __all__ = [
     "attach",
     "detach",
     "is_regularized",
+    "layer_class",
+    "weight_template",
 ]
 
 
@@ -54,6 +63,20 @@ class RegularizedLinear(nn.Linear):
             return y if self.bias is None else y + self.bias
         return F.linear(x, reg(self.weight), self.bias)
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        _refuse_scripting(self)
+
+
+def _refuse_scripting(module: nn.Module) -> NoReturn:
+    # torch.jit.script calls this on every submodule before compiling anything: the regularizer
+    # (autograd Functions, generators, Python state) cannot be compiled, while after remove()
+    # the plain layer computes what the regularized one computes in eval mode.
+    raise RuntimeError(
+        f"torch.jit.script cannot compile {type(module).__name__}: its DropConnect regularizer "
+        "is training-time Python code. Call dynamic_dropconnect.remove(model) first, then "
+        "script (the eval output is the same), or use torch.compile for training"
+    )
+
 
 def _linear_per_example(x: Tensor, weights: Tensor) -> Tensor:
     flat = x.reshape(x.shape[0], -1, x.shape[-1])
@@ -78,6 +101,9 @@ class _RegularizedConvMixin:
                 y = y + conv.bias.view(1, -1, *([1] * self._spatial_dims))
             return y.squeeze(0) if unbatched else y
         return conv._conv_forward(x, reg(conv.weight), conv.bias)
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        _refuse_scripting(self)  # type: ignore[arg-type]
 
     def _conv_per_example(self, x: Tensor, weights: Tensor) -> Tensor:
         """All examples of a chunk in one grouped convolution, each with its own weight."""
@@ -129,31 +155,140 @@ REGULARIZABLE: dict[type[nn.Module], type[nn.Module]] = {
 _PLAIN = {regularized: plain for plain, regularized in REGULARIZABLE.items()}
 
 
+def _is_wrapper_class(cls: type) -> bool:
+    """Whether ``cls`` is a class a known wrapper made around a layer class (its last base):
+    ``torch.nn.utils.parametrize`` (``Parametrized<Base>``) or FSDP2 (``FSDP<Base>``). Neither
+    defines ``forward``, so the wrapped layer's forward, and its regularizer, still run. A user's
+    Linear subclass is not one: its forward may read the weight elsewhere."""
+    if "forward" in cls.__dict__:
+        return False
+    bases = cls.__bases__
+    if cls.__module__ == "torch.nn.utils.parametrize":
+        return len(bases) == 1
+    return len(bases) == 2 and _is_fsdp_module_class(bases[0])
+
+
+def _is_fsdp_module_class(cls: type) -> bool:
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.fsdp import FSDPModule
+
+    return cls is FSDPModule
+
+
+def layer_class(cls: type) -> type[nn.Module] | None:
+    """The exact ``nn.Linear``/``nn.ConvNd`` class or regularized class that ``cls`` is, under
+    any wrapper classes (:func:`_is_wrapper_class`); ``None`` for anything else."""
+    while cls not in REGULARIZABLE and cls not in _PLAIN:
+        if not _is_wrapper_class(cls):
+            return None
+        cls = cls.__bases__[-1]
+    return cls
+
+
+# Set on every class _rebase builds: the class it was built from, so that undoing a swap gives
+# back that very class when nothing changed it since.
+_ORIGINAL = "_ddc_rebased_from"
+_NOT_COPIED = ("__dict__", "__weakref__", _ORIGINAL)
+
+
+def _rebase(cls: type, old: type, new: type) -> type:
+    """``cls`` with ``old`` replaced by ``new`` among its (wrapper classes') bases.
+
+    A wrapper class made around ``old`` (``ParametrizedLinear``) is rebuilt around ``new``
+    (``ParametrizedRegularizedLinear``) with the same namespace: the parametrization's
+    properties are per-module entries of that namespace, so copying it keeps them working, and
+    ``torch.nn.utils.parametrize`` still finds the class below via ``__bases__[0]``.
+    """
+    if cls is old:
+        return new
+    namespace = {k: v for k, v in cls.__dict__.items() if k not in _NOT_COPIED}
+    original = cls.__dict__.get(_ORIGINAL)
+    if original is not None and original.__bases__[-1] is new:
+        same = {k: v for k, v in original.__dict__.items() if k not in _NOT_COPIED}
+        if same == namespace:  # e.g. no parametrization was added or removed meanwhile
+            return original
+    bases = tuple(_rebase(b, old, new) if issubclass(b, old) else b for b in cls.__bases__)
+    name = cls.__name__
+    if name.endswith(old.__name__):
+        name = name[: -len(old.__name__)] + new.__name__
+    namespace["__qualname__"] = name
+    namespace[_ORIGINAL] = cls
+    return type(name, bases, namespace)
+
+
 def is_regularized(module: nn.Module) -> bool:
-    """Whether ``module`` is a layer made by :func:`attach`."""
-    return type(module) in _PLAIN
+    """Whether ``module`` is a layer made by :func:`attach`: a regularized Linear/ConvNd class
+    (possibly under a wrapper class, see the module docstring) holding its ``regularizer``."""
+    return layer_class(type(module)) in _PLAIN and isinstance(
+        module._modules.get("regularizer"), WeightRegularizer
+    )
+
+
+def weight_template(module: nn.Module) -> Tensor:
+    """A tensor with the shape, dtype and device of the weight ``module``'s forward uses,
+    without computing it (a spectral_norm parametrization would run a power iteration).
+
+    The parameter itself when there is one; an FSDP2 parameter outside forward is a sharded
+    DTensor, but the forward sees the whole weight, so then an empty local tensor of the full
+    shape; under a parametrization, an empty tensor of the layer's weight shape.
+    """
+    weight = module._parameters.get("weight")
+    if weight is None:
+        stored = module.__dict__.get("weight")  # set by an old-style weight_norm pre-hook
+        if isinstance(stored, Tensor):
+            return stored
+        conv: Any = module
+        if isinstance(module, nn.Linear):
+            shape: tuple[int, ...] = (module.out_features, module.in_features)
+        else:
+            shape = (conv.out_channels, conv.in_channels // conv.groups, *conv.kernel_size)
+        like = next(module.parameters())
+        local = like.to_local() if _is_dtensor(like) else like  # type: ignore[attr-defined]
+        return torch.empty(shape, dtype=local.dtype, device=local.device)
+    if _is_dtensor(weight):
+        local = weight.to_local()  # type: ignore[attr-defined]
+        return torch.empty(weight.shape, dtype=local.dtype, device=local.device)
+    return weight
+
+
+def _is_dtensor(tensor: Tensor) -> bool:
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
 
 
 def attach(module: nn.Module, regularizer: WeightRegularizer) -> nn.Module:
     """Make ``module`` (an ``nn.Linear``/``nn.ConvNd``) regularized, in place; returns it."""
     if is_regularized(module):
         raise ValueError(f"{type(module).__name__} already has a regularizer; remove it first")
-    if type(module) not in REGULARIZABLE:
+    layer = layer_class(type(module))
+    if layer not in REGULARIZABLE:
         names = ", ".join(cls.__name__ for cls in REGULARIZABLE)
-        raise TypeError(f"cannot regularize {type(module).__name__}: supported are {names}")
-    module.__class__ = REGULARIZABLE[type(module)]
+        raise TypeError(
+            f"cannot regularize {type(module).__name__}: supported are {names} (also under a "
+            "parametrization or FSDP2 fully_shard)"
+        )
+    local = weight_template(module)
+    module.__class__ = _rebase(type(module), layer, REGULARIZABLE[layer])
     module.regularizer = regularizer
-    weight = module.weight
-    assert isinstance(weight, Tensor)
-    regularizer.to(device=weight.device)
-    regularizer.prepare(weight)
+    regularizer.to(device=local.device)
+    regularizer.prepare(local)
     return module
 
 
 def detach(module: nn.Module) -> nn.Module:
-    """Undo :func:`attach` in place: the plain class again, same parameters; returns it."""
+    """Undo :func:`attach` in place: the plain class again, same parameters; returns it.
+
+    A wrapper class added since (``ParametrizedRegularizedLinear``) is rebuilt on the plain
+    class (``ParametrizedLinear``), so the wrapper keeps working.
+    """
     if not is_regularized(module):
         raise ValueError(f"{type(module).__name__} has no regularizer to remove")
+    layer = layer_class(type(module))
+    assert layer is not None
     del module._modules["regularizer"]
-    module.__class__ = _PLAIN[type(module)]
+    module.__class__ = _rebase(type(module), layer, _PLAIN[layer])
     return module

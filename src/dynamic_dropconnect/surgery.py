@@ -17,8 +17,9 @@ from typing import Any
 
 from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvTransposeNd
+from torch.nn.utils import parametrize
 
-from .layers import REGULARIZABLE, attach, detach, is_regularized
+from .layers import attach, detach, is_regularized, layer_class, weight_template
 from .learned import LearnedDropConnect
 from .parameters import SUFFIX, attach_weight, detach_weight, regularized_parameters
 from .regularizers import DropConnect, DynamicDropConnect, WeightRegularizer
@@ -58,7 +59,8 @@ class _Candidate:
     holder: nn.Module
     owner: nn.Module
     param: str
-    swap: bool  # exact Linear/ConvNd: class swap; otherwise forward hooks
+    shape: tuple[int, ...]  # of the weight the forward uses (computed for a parametrization)
+    swap: bool  # exact Linear/ConvNd (maybe parametrized or FSDP2): class swap; else hooks
     default: bool  # in apply's default selection
     module_level: bool  # selected when a pattern names its module
     note: str  # why it is not in the default selection
@@ -96,11 +98,27 @@ def _candidates(model: nn.Module) -> list[_Candidate]:
         note: str = "",
         supported: bool = True,
     ) -> None:
-        weight = module._parameters.get(param)
-        if weight is None:
-            return
+        if param in module._parameters:
+            weight = module._parameters[param]
+            if weight is None:  # registered as None (q/k/v_proj_weight of a packed attention)
+                return
+            shape = tuple(weight.shape)
+        else:
+            weight = None
+            if swap:
+                shape = tuple(weight_template(module).shape)
+            else:  # the weight is computed; hooks can only swap a registered parameter
+                computed = _computed_weight(module, param)
+                if computed is None:
+                    return
+                shape, how = computed
+                default, supported = False, False
+                note = (
+                    f"{how} weight of a {type(module).__name__}; DDC regularizes a computed "
+                    "weight only of a plain nn.Linear/nn.ConvNd"
+                )
         owner_name, owner_module = owner or (name, module)
-        if default:
+        if default and weight is not None:
             tied = [
                 f"{n or '(model)'} ({type(m).__name__})"
                 for n, m in users.get(id(weight), [])
@@ -116,6 +134,7 @@ def _candidates(model: nn.Module) -> list[_Candidate]:
                 module,
                 owner_module,
                 param,
+                shape,
                 swap,
                 default,
                 module_level,
@@ -125,7 +144,7 @@ def _candidates(model: nn.Module) -> list[_Candidate]:
         )
 
     for name, module in named:
-        if type(module) in REGULARIZABLE or is_regularized(module):
+        if layer_class(type(module)) is not None:  # also under a parametrization or FSDP2
             linear = isinstance(module, nn.Linear)
             note = "" if linear else "convolution: name it in include= to regularize it"
             add(name, module, "weight", swap=True, default=linear, note=note)
@@ -164,6 +183,18 @@ def _candidates(model: nn.Module) -> list[_Candidate]:
                 supported=False,
             )
     return out
+
+
+def _computed_weight(module: nn.Module, param: str) -> tuple[tuple[int, ...], str] | None:
+    """Shape of a weight that is not a registered parameter, and what computes it."""
+    if parametrize.is_parametrized(module, param):
+        originals = list(module.parametrizations[param].parameters())  # type: ignore[index]
+        biggest = max(originals, key=lambda t: t.numel())
+        return tuple(biggest.shape), "parametrized (torch.nn.utils.parametrize)"
+    stored = module.__dict__.get(param)
+    if isinstance(stored, Tensor):
+        return tuple(stored.shape), "hook-computed (torch.nn.utils.weight_norm/spectral_norm)"
+    return None
 
 
 def _matches(candidate: _Candidate, pattern: str) -> bool:
@@ -225,8 +256,16 @@ def _listing(names: list[str], limit: int = 30) -> str:
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
-def _no_hit_message(model: nn.Module, pattern: str, supported: list[_Candidate]) -> str:
+def _no_hit_message(model: nn.Module, pattern: str, candidates: list[_Candidate]) -> str:
+    supported = [c for c in candidates if c.supported]
     available = _listing([c.name for c in supported])
+    refused = [c for c in candidates if not c.supported and _matches(c, pattern)]
+    if refused:
+        why = "; ".join(f"{c.name}: {c.note}" for c in refused[:5])
+        return (
+            f"include pattern {pattern!r} selects only weights DDC cannot regularize ({why}); "
+            f"regularizable weights: {available}"
+        )
     if pattern == "":
         return (
             f"include pattern '' names the model itself ({type(model).__name__}), which holds no "
@@ -272,7 +311,12 @@ def apply(
               ``"*.self_attn.in_proj_weight"``, ``"*.attn.c_attn.weight"``.
 
             Default: every Linear-like weight (Linear and its subclasses, attention
-            projections, ``Conv1D``), except weights tied to an embedding. Each pattern must
+            projections, ``Conv1D``), except weights tied to an embedding. A parametrized
+            ``nn.Linear``/``nn.ConvNd`` (``parametrizations.weight_norm``, ``spectral_norm``,
+            ``register_parametrization``, or the old ``torch.nn.utils.weight_norm``) is
+            regularized on its effective weight: the statistic is ``|dL/dW_eff|`` of the
+            parametrized weight; a parametrized weight of any other module is listed in
+            :func:`summary` as not supported. Each pattern must
             select at least one weight.
         exclude: glob pattern(s) on the same names, removed from the selection.
         **hyperparams: options of the method's regularizer (``p``, ``pg``, ``tau``,
@@ -314,7 +358,7 @@ def apply(
         for pattern in include_patterns:
             hits = [c for c in supported if _matches(c, pattern)]
             if not hits:
-                raise ValueError(_no_hit_message(model, pattern, supported))
+                raise ValueError(_no_hit_message(model, pattern, candidates))
             selected += [c for c in hits if c not in selected]
     all_names = [n for n, _ in model.named_modules()] + [n for n, _ in model.named_parameters()]
     for pattern in exclude_patterns:
@@ -475,8 +519,6 @@ def summary(model: nn.Module) -> WeightSummary:
     weights tied to an embedding are left out by default, embeddings are not supported)."""
     entries = WeightSummary()
     for c in _candidates(model):
-        weight = c.holder._parameters[c.param]
-        assert weight is not None
         regularizer: str | None = None
         if _is_attached(c):
             reg = c.holder.regularizer if c.swap else c.holder._modules[c.param + SUFFIX]
@@ -485,7 +527,7 @@ def summary(model: nn.Module) -> WeightSummary:
             WeightEntry(
                 c.name,
                 type(c.holder).__name__,
-                tuple(weight.shape),
+                c.shape,
                 regularizer,
                 "" if regularizer else _reason(c),
             )
