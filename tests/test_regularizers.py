@@ -284,3 +284,123 @@ def test_dropconnect_validation_and_repr() -> None:
     assert "p=0.5" in repr(ddc.DropConnect(0.5))
     text = repr(ddc.DynamicDropConnect(direction="big", zscore=False))
     assert "direction='big'" in text and "zscore=False" in text and "pg=0.5" in text
+
+
+# -- exact resume of the mask randomness -----------------------------------------------------
+RESUME_CASES = [
+    ("dropconnect", {"p": 0.5}),
+    ("ddc", {}),
+    ("ddc", {"mask_mode": "sample"}),
+    ("ddc", {"statistic_update": "step"}),
+    ("ddc-learned", {}),
+]
+
+
+def _resume_model(seed: int, method: str, options: dict) -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 3))
+    generator = torch.Generator().manual_seed(seed)
+    ddc.apply(model, method, generator=generator, **options)
+    return model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+
+def _train(model: nn.Module, opt: torch.optim.Optimizer, steps: int) -> None:
+    g = torch.Generator().manual_seed(42)
+    x, y = torch.randn(32, 10, generator=g), torch.randint(0, 3, (32,), generator=g)
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+
+@pytest.mark.parametrize(("method", "options"), RESUME_CASES)
+def test_generator_state_in_state_dict_resumes_bit_identically(method: str, options: dict) -> None:
+    import io
+
+    model, opt = _resume_model(0, method, options)
+    _train(model, opt, 3)
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buffer)
+    _train(model, opt, 3)  # the uninterrupted run
+
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    states = [k for k in saved["model"] if k.endswith("regularizer.generator_state")]
+    assert len(states) == 2
+    assert all(saved["model"][k].device.type == "cpu" for k in states)
+    resumed, resumed_opt = _resume_model(99, method, options)  # other init, other generator
+    resumed.load_state_dict(saved["model"])  # strict
+    resumed_opt.load_state_dict(saved["opt"])
+    _train(resumed, resumed_opt, 3)
+    for (name, a), b in zip(model.named_parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_checkpoints_without_generator_state_still_load() -> None:
+    model, _ = _resume_model(0, "ddc", {})
+    _train(model, torch.optim.SGD(model.parameters(), lr=0.1), 1)
+    # No generator: no extra key, as before.
+    torch.manual_seed(0)
+    no_gen = ddc.apply(nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 3)), "ddc")
+    old = no_gen.state_dict()
+    assert not any(k.endswith("generator_state") for k in old)
+    before = model[0].regularizer.generator.get_state()
+    model.load_state_dict(old)  # strict: an older checkpoint, no generator state in it
+    assert torch.equal(model[0].regularizer.generator.get_state(), before)
+    plain = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 3))
+    model.load_state_dict(plain.state_dict())  # a plain model's checkpoint, strict
+    plain.load_state_dict(ddc.plain_state_dict(model))  # and back
+    with pytest.warns(UserWarning, match="global RNG"):
+        no_gen.load_state_dict(model.state_dict())  # a generator state it cannot use
+    bad = model.state_dict()
+    bad["0.regularizer.generator_state"] = torch.zeros(3)
+    with pytest.raises(RuntimeError, match="expected a uint8 tensor"):
+        model.load_state_dict(bad)
+
+
+def test_standout_generator_state_round_trip() -> None:
+    module = ddc.Standout(generator=torch.Generator().manual_seed(1))
+    x = torch.randn(64, 64)
+    module(x)
+    saved = copy.deepcopy(module.state_dict())
+    expected = module(x)
+    fresh = ddc.Standout(generator=torch.Generator().manual_seed(2))
+    fresh.load_state_dict(saved)
+    assert torch.equal(fresh(x), expected)
+    fresh.load_state_dict({})  # older checkpoint: nothing to restore, strict
+
+
+@pytest.mark.parametrize("save_after_step", [True, False])
+def test_step_statistic_resumes_exactly_after_a_step_or_between_micro_batches(
+    save_after_step: bool,
+) -> None:
+    g = torch.Generator().manual_seed(3)
+    batches = [(torch.randn(8, 10, generator=g), torch.randint(0, 3, (8,), generator=g))] * 2
+
+    def micro_steps(model: nn.Module, opt: torch.optim.Optimizer, steps: int) -> None:
+        for _ in range(steps):
+            for x, y in batches:
+                F.cross_entropy(model(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+
+    model, opt = _resume_model(0, "ddc", {"statistic_update": "step"})
+    micro_steps(model, opt, 2)
+    x, y = batches[0]
+    if not save_after_step:  # half a step: one micro-batch's |g| is pending
+        F.cross_entropy(model(x), y).backward()
+    saved = copy.deepcopy((model.state_dict(), opt.state_dict()))
+    grads = [p.grad.clone() if p.grad is not None else None for p in model.parameters()]
+    resumed, resumed_opt = _resume_model(99, "ddc", {"statistic_update": "step"})
+    resumed.load_state_dict(saved[0])
+    resumed_opt.load_state_dict(saved[1])
+    for p, grad in zip(resumed.parameters(), grads, strict=True):
+        p.grad = grad  # the training loop's accumulated .grad, as the run would have it
+    for net, optimizer in ((model, opt), (resumed, resumed_opt)):
+        if not save_after_step:
+            F.cross_entropy(net(*batches[1][:1]), batches[1][1]).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        micro_steps(net, optimizer, 2)
+    for (name, a), b in zip(model.named_parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b), name

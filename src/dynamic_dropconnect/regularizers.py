@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+import weakref
 from collections import deque
 from collections.abc import Iterator
 from numbers import Real
@@ -48,8 +49,64 @@ def _in_backward() -> bool:
 
 DEFAULT_MAX_MASK_BYTES = 256 * 2**20
 
+#: state_dict key (after the module's prefix) of the mask generator's state.
+GENERATOR_STATE_KEY = "generator_state"
 
-class WeightRegularizer(nn.Module):
+
+class GeneratorState(nn.Module):
+    """Saves ``self.generator``'s state in the ``state_dict`` (key ``generator_state``).
+
+    A module with a ``generator`` (``None``: the global RNG, then no key) gets its random state
+    written by ``state_dict()`` (a CPU ``uint8`` tensor, loadable with
+    ``torch.load(weights_only=True)``) and restored by ``load_state_dict``, so that a resumed
+    run draws the masks an uninterrupted one would. A checkpoint without the key (older, or a
+    plain model) loads as before, strictly too; the generator then goes on from where it is.
+    """
+
+    generator: torch.Generator | None
+
+    def _save_to_state_dict(self, destination: Any, prefix: str, keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self.generator is not None:
+            destination[prefix + GENERATOR_STATE_KEY] = self.generator.get_state()
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        key = prefix + GENERATOR_STATE_KEY
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        if key in unexpected_keys:  # ours, not a stray entry
+            unexpected_keys.remove(key)
+        state = state_dict.get(key)
+        if state is None:
+            return
+        name = type(self).__name__
+        if self.generator is None:
+            warnings.warn(
+                f"{name}: the checkpoint holds a mask generator state ({key!r}) but this module "
+                "draws from the global RNG (generator=None); the state is ignored",
+                stacklevel=2,
+            )
+            return
+        if not isinstance(state, Tensor) or state.dtype != torch.uint8:
+            error_msgs.append(f"{key}: expected a uint8 tensor (a generator state), got {state!r}")
+            return
+        try:
+            self.generator.set_state(state.detach().cpu())
+        except RuntimeError as err:  # a state of another generator type or device
+            error_msgs.append(f"{key}: not a state of {name}'s generator: {err}")
+
+
+class WeightRegularizer(GeneratorState):
     """Common machinery of weight-dropping regularizers (not used directly).
 
     Subclasses say how the per-edge drop probabilities are chosen
@@ -70,6 +127,13 @@ class WeightRegularizer(nn.Module):
             device). Under ``torch.utils.checkpoint`` the recomputed forward replays the mask
             of the original one (checkpoint restores only the global RNG, so a custom
             generator would otherwise draw a new mask and give wrong input gradients).
+
+    Exact resume: pass ``generator=`` (a ``torch.Generator``); its state is then part of the
+    ``state_dict`` (key ``generator_state``, a CPU ``uint8`` tensor) and is restored by
+    ``load_state_dict``, so a model + optimizer checkpoint taken in the middle of training
+    continues bit-identically. With ``generator=None`` the masks come from the global RNG,
+    whose state the training loop must save and restore itself
+    (``torch.get_rng_state()``, ``torch.cuda.get_rng_state_all()``).
     """
 
     def __init__(
@@ -400,6 +464,7 @@ class DynamicDropConnect(WeightRegularizer):
             self.register_buffer("pending_sum", torch.zeros(0))
             self.register_buffer("pending_count", torch.zeros(()))
             self._weight_version: int | None = None
+            self._weight_ref: weakref.ref[Tensor] | None = None
 
     def prepare(self, weight: Tensor) -> None:
         if self.grad_magnitude.shape != weight.shape:
@@ -425,6 +490,19 @@ class DynamicDropConnect(WeightRegularizer):
         if self._weight_version is not None and version != self._weight_version:
             self._commit_pending()
         self._weight_version = version
+        self._weight_ref = weakref.ref(weight)
+
+    def _save_to_state_dict(self, destination: Any, prefix: str, keep_vars: bool) -> None:
+        # statistic_update="step", saved after optimizer.step(): the next forward would commit
+        # the step's pending |g|, but a resumed module cannot tell that the step happened
+        # (the version counter is not saved). Commit now, as that forward would: a checkpoint
+        # taken after the step or between its micro-batches both resume exactly.
+        if self.statistic_update == "step" and self._weight_ref is not None:
+            weight = self._weight_ref()
+            if weight is not None and weight._version != self._weight_version:
+                self._commit_pending()
+                self._weight_version = weight._version
+        super()._save_to_state_dict(destination, prefix, keep_vars)
 
     @torch.no_grad()
     def _commit_pending(self) -> None:

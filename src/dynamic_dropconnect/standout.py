@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .functional import compute_dtype
+from .regularizers import GeneratorState
 
 __all__ = ["Standout", "standout"]
 
@@ -33,7 +34,7 @@ def standout(
     return out * (uniform < keep).to(out.dtype)
 
 
-class Standout(nn.Module):
+class Standout(GeneratorState):
     r"""Standout (Ba & Frey, "Adaptive dropout for training deep neural networks", NIPS 2013).
 
     Takes a layer's pre-activation :math:`a` and returns its activation with a unit-wise
@@ -55,7 +56,8 @@ class Standout(nn.Module):
         beta: offset of the keep probability (logit space).
         activation: ``f``, applied to the pre-activation: a module, ``"relu"`` (default,
             a new ``nn.ReLU()``) or ``None`` for the identity.
-        generator: optional ``torch.Generator`` for reproducible masks.
+        generator: optional ``torch.Generator`` for reproducible masks; its state is saved
+            in the ``state_dict`` for an exact resume (see :class:`WeightRegularizer`).
 
     Shape:
         Input: any shape (the pre-activation). Output: the same shape.
