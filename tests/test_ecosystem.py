@@ -243,3 +243,118 @@ def test_lightning_resume_is_exact_with_the_rng_callback(tmp_path: Path) -> None
 
     straight, resumed = _fit_and_resume(tmp_path, lambda: [LightningRNGState()], shuffle=True)
     _assert_same_parameters(straight, resumed)
+
+
+# --------------------------------------------------------------------------------------------
+# torch.compile, AMP float16, FSDP2 (no optional package needed)
+# --------------------------------------------------------------------------------------------
+
+
+def _small() -> nn.Module:
+    torch.manual_seed(0)
+    return ddc.apply(nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4)), "ddc")
+
+
+def _three_steps(model: nn.Module, forward: Any) -> list[torch.Tensor]:
+    x = torch.randn(32, 16, generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, 4, (32,), generator=torch.Generator().manual_seed(2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    torch.manual_seed(7)
+    outputs = []
+    for _ in range(3):
+        opt.zero_grad()
+        out = forward(x)
+        nn.functional.cross_entropy(out, y).backward()
+        opt.step()
+        outputs.append(out.detach())
+    return outputs
+
+
+def test_torch_compile_aot_autograd_draws_the_eager_masks() -> None:
+    # The traced graph (AOT autograd, the layer under inductor) draws from the global RNG like
+    # eager: same seed, same masks, bit for bit. Inductor's own RNG differs unless
+    # torch._inductor.config.fallback_random = True (docs/integrations.md).
+    torch._dynamo.reset()
+    eager, traced = _small(), _small()
+    expected = _three_steps(eager, eager)
+    got = _three_steps(traced, torch.compile(traced, backend="aot_eager"))
+    for a, b in zip(expected, got, strict=True):
+        assert torch.equal(a, b)
+    _assert_same_parameters(eager, traced)
+
+
+def test_cpu_autocast_float16_with_grad_scaler() -> None:
+    model = _small()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu")
+    x, y = torch.randn(32, 16), torch.randint(0, 4, (32,))
+    for _ in range(3):
+        opt.zero_grad()
+        with torch.autocast("cpu", dtype=torch.float16):
+            out = model(x)
+            loss = nn.functional.cross_entropy(out, y)
+        assert out.dtype == torch.float16
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    reg = ddc.regularized_layers(model)["0"]
+    assert reg.has_gradient and reg.grad_magnitude.dtype == torch.float32
+    assert torch.isfinite(reg.grad_magnitude).all()
+    before = reg.grad_magnitude.clone()
+    with torch.autocast("cpu", dtype=torch.float16):
+        loss = nn.functional.cross_entropy(model(x), y)
+    (loss * float("inf")).backward()  # an overflow step: the statistic stays
+    assert torch.equal(reg.grad_magnitude, before)
+
+
+def _fsdp2_worker(rank: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import DTensor
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = ddc.apply(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)), "ddc")
+    for layer in (model[0], model[2]):
+        fully_shard(layer)
+    fully_shard(model)
+    torch.manual_seed(100 + rank)  # own masks and data shard per rank
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(32, 8)
+    y = (x[:, 0] > 0).long()
+    for _ in range(4):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    state = {
+        k: v.full_tensor() if isinstance(v, DTensor) else v for k, v in model.state_dict().items()
+    }
+    torch.save(state, Path(out_dir) / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_fsdp2_two_process_gloo_training(tmp_path: Path) -> None:
+    import os
+
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available in this build")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    mp.spawn(_fsdp2_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    states = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    torch.manual_seed(0)
+    initial = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)).state_dict()
+    assert not torch.equal(states[0]["0.weight"], initial["0.weight"])  # it trained
+    for key in ("0.weight", "2.weight"):
+        torch.testing.assert_close(states[0][key], states[1][key], rtol=0, atol=0)
+    for state in states:
+        # The statistic is the full weight's gradient (FSDP2 unshards it for the forward),
+        # kept as a plain per-rank buffer: each rank records its own shard of the batch.
+        assert state["0.regularizer.has_gradient"]
+        assert state["0.regularizer.grad_magnitude"].shape == (16, 8)
+    assert not torch.equal(
+        states[0]["0.regularizer.grad_magnitude"], states[1]["0.regularizer.grad_magnitude"]
+    )
