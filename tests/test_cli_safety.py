@@ -150,3 +150,46 @@ def test_out_into_a_non_empty_directory_without_a_run_is_refused(
     empty.mkdir()
     assert _compare(empty) == 0  # an empty directory is fine
     assert (empty / "runs/ddc/seed0/result.json").exists()
+
+
+# 4. Corrupt checkpoints and diverged training --------------------------------------------
+
+
+def test_resume_refuses_a_corrupt_checkpoint(
+    partial_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = _copy(partial_run, tmp_path)
+    seed = run / "runs/ddc/seed0"
+    (seed / "result.json").unlink()
+    checkpoint = seed / "checkpoint.pt"
+    data = bytearray(checkpoint.read_bytes())
+    middle = len(data) // 2  # inside the weights
+    data[middle : middle + 8] = b"\xff" * 8
+    checkpoint.write_bytes(bytes(data))
+    assert _compare(run, "--resume") == 2
+    err = capsys.readouterr().err
+    assert "1 run(s) failed" in err and str(checkpoint) in err and "corrupt" in err
+    assert not (seed / "result.json").exists()
+    assert "No complete run yet" in (run / "results.md").read_text()
+
+
+def test_a_checkpoint_without_checksum_still_resumes(partial_run: Path, tmp_path: Path) -> None:
+    # Run directories written before checksums existed stay resumable.
+    run = _copy(partial_run, tmp_path)
+    seed = run / "runs/ddc/seed0"
+    (seed / "result.json").unlink()
+    (seed / "checkpoint.pt.sha256").unlink(missing_ok=True)
+    assert _compare(run, "--resume", epochs=2) == 0
+    assert json.loads((seed / "result.json").read_text())["complete"]
+
+
+def test_diverged_training_is_a_failed_run(tmp_path: Path) -> None:
+    from dynamic_dropconnect.experiments.config import get_experiment
+    from dynamic_dropconnect.experiments.suite import RunOptions, RunsFailedError, compare
+
+    experiment = get_experiment("digits-mlp").with_epochs(2).with_lr(1e30)
+    with pytest.raises(RunsFailedError, match=r"(?s)1 run\(s\) failed.*training loss is (nan|inf)"):
+        compare(experiment, ["ddc"], [0], tmp_path / "run", RunOptions(progress=False))
+    seed = tmp_path / "run/runs/ddc/seed0"
+    assert not (seed / "result.json").exists()
+    assert "No complete run yet" in (tmp_path / "run/results.md").read_text()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
 import os
 import tempfile
@@ -20,6 +23,7 @@ __all__ = [
     "load_checkpoint",
     "read_json_file",
     "read_json_object",
+    "save_checkpoint",
 ]
 
 
@@ -80,13 +84,63 @@ def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
+#: Digests kept in a checkpoint's ``.sha256`` file: the newest first, then the ones before it.
+_KEPT_DIGESTS = 3
+
+
+def _digest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _read_digests(path: Path) -> list[str]:
+    sidecar = _digest_path(path)
+    try:
+        lines = sidecar.read_text(encoding="ascii").split()
+    except (OSError, ValueError) as err:
+        raise RunFileError(f"{sidecar}: cannot be read ({err})") from err
+    if not lines or not all(len(d) == 64 and set(d) <= set("0123456789abcdef") for d in lines):
+        raise RunFileError(f"{sidecar}: expected sha256 digests (64 hex digits a line)")
+    return lines
+
+
+def save_checkpoint(path: str | Path, obj: Any) -> Path:
+    """:func:`atomic_torch_save` plus ``<path>.sha256``, checked by :func:`load_checkpoint`.
+
+    The digest file is replaced first, with the new digest and the previous ones: a kill
+    between the two renames leaves the old checkpoint, whose digest is still listed."""
+    path = Path(path)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    data = buffer.getvalue()
+    digests = [hashlib.sha256(data).hexdigest()]
+    if _digest_path(path).exists():
+        # A damaged digest file is rewritten: the new checkpoint is what counts.
+        with contextlib.suppress(RunFileError):
+            digests += _read_digests(path)
+    atomic_write_text(_digest_path(path), "\n".join(digests[:_KEPT_DIGESTS]) + "\n")
+    return atomic_write(path, lambda f: f.write(data))
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The dict saved by :func:`atomic_torch_save` at ``path``, loaded with ``weights_only=True``:
-    only tensors, dicts, lists, numbers and strings are unpickled, so a crafted file cannot run
-    code. Raises :class:`RunFileError` naming the file when it cannot be loaded."""
+    """The dict saved by :func:`save_checkpoint` at ``path``, checked against its recorded
+    sha256 (when there is one) and loaded with ``weights_only=True``: only tensors, dicts,
+    lists, numbers and strings are unpickled, so a crafted file cannot run code. Raises
+    :class:`RunFileError` naming the file when it is corrupt or cannot be loaded."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        data = path.read_bytes()
+    except OSError as err:
+        raise RunFileError(f"{path}: cannot be read ({err})") from err
+    if _digest_path(path).exists():  # absent for checkpoints written before digests existed
+        digest = hashlib.sha256(data).hexdigest()
+        if digest not in _read_digests(path):
+            raise RunFileError(
+                f"{path} is corrupt: its sha256 {digest[:16]}... is not the one recorded in "
+                f"{_digest_path(path)} when it was written. Delete the run's folder and train "
+                "it again (--resume retrains it)"
+            )
+    try:
+        state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as err:  # UnpicklingError, RuntimeError (zip), EOFError, ...
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RunFileError(

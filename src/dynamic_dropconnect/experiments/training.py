@@ -36,11 +36,24 @@ import dynamic_dropconnect as ddc
 from .config import Experiment
 from .datasets import load_dataset, train_val_split
 from .datasets.transforms import augment, channel_stats, normalize, resize
-from .io import atomic_torch_save, atomic_write_json, atomic_write_text, load_checkpoint
+from .io import (
+    atomic_torch_save,
+    atomic_write_json,
+    atomic_write_text,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .methods import apply_method
 from .models import build_model, xavier_init
 
-__all__ = ["PreparedData", "ProtocolMismatchError", "RunSpec", "prepare_data", "train_run"]
+__all__ = [
+    "PreparedData",
+    "ProtocolMismatchError",
+    "RunSpec",
+    "TrainingDivergedError",
+    "prepare_data",
+    "train_run",
+]
 
 
 @dataclass
@@ -107,6 +120,10 @@ class RunSpec:
     seed: int
     device: str = "cpu"
     method_options: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainingDivergedError(RuntimeError):
+    """The training loss of an epoch is not finite."""
 
 
 class ProtocolMismatchError(ValueError):
@@ -358,11 +375,19 @@ def train_run(
         for name in layers:
             row[f"drop_rate/{name}"] = 1.0 - float(kept[name]) / max(steps, 1)
             row[f"mean_drop_prob/{name}"] = float(mean_prob[name]) / max(steps, 1)
+        if not math.isfinite(row["train_loss"]):
+            # Diverged (or corrupt weights): a failed run, never a complete one. Nothing of
+            # this epoch is written, so the last good checkpoint stays.
+            raise TrainingDivergedError(
+                f"{out}: training loss is {row['train_loss']} in epoch {epoch + 1} of "
+                f"{spec.method} seed {spec.seed} (lr {lr:g}); the run failed and is not "
+                "reported. A lower --lr may help"
+            )
         rows.append(row)
         if rank == 0:
             _write_metrics(out / "metrics.csv", rows)
             _append_learned_curves(out / "learned_curves.json", epoch + 1, model)
-            atomic_torch_save(
+            save_checkpoint(
                 checkpoint_path,
                 {
                     "model": model.state_dict(),
