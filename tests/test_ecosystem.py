@@ -118,11 +118,19 @@ def test_hf_trainer_save_model_after_remove_loads_into_a_plain_model(tmp_path: P
     assert torch.equal(loaded.eval()(input_ids=IDS).logits, expected)
 
 
-def test_hf_trainer_resume_from_checkpoint_is_exact(tmp_path: Path) -> None:
-    straight = _trainer(ddc.apply(_gpt2(), "ddc"), tmp_path / "a")
+@pytest.mark.parametrize("generator", [False, True], ids=["global-rng", "generator"])
+def test_hf_trainer_resume_from_checkpoint_is_exact(tmp_path: Path, generator: bool) -> None:
+    # The Trainer checkpoints the global RNG itself; a mask generator resumes from the model's
+    # state_dict (key generator_state).
+    def options() -> dict[str, Any]:
+        return {"generator": torch.Generator().manual_seed(3)} if generator else {}
+
+    straight = _trainer(ddc.apply(_gpt2(), "ddc", **options()), tmp_path / "a")
     straight.train()
     torch.manual_seed(123)  # the resumed run must not depend on the state it starts in
-    resumed = _trainer(ddc.apply(_gpt2(), "ddc"), tmp_path / "b")
+    resumed = _trainer(ddc.apply(_gpt2(), "ddc", **options()), tmp_path / "b")
+    if generator:
+        next(iter(ddc.regularized_layers(resumed.model).values())).generator.manual_seed(9)
     resumed.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-2"))
     _assert_same_parameters(straight.model, resumed.model)
     for (name, a), b in zip(
@@ -185,14 +193,15 @@ def _lightning() -> Any:
     return _import("lightning.pytorch")
 
 
-def _lightning_module(**apply_options: Any) -> Any:
+def _lightning_module(dropout: float, **apply_options: Any) -> Any:
     L = _lightning()
 
     class Module(L.LightningModule):
         def __init__(self) -> None:
             super().__init__()
             torch.manual_seed(0)
-            net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 3))
+            layers = [nn.Linear(8, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, 3)]
+            net = nn.Sequential(*layers)
             self.net = ddc.apply(net, "ddc", **apply_options)
 
         def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
@@ -215,7 +224,7 @@ def _loader(shuffle: bool) -> torch.utils.data.DataLoader:
 
 
 def _fit_and_resume(
-    tmp_path: Path, callbacks: Any, shuffle: bool, **apply_options: Any
+    tmp_path: Path, callbacks: Any, shuffle: bool, dropout: float, **apply_options: Any
 ) -> tuple[nn.Module, nn.Module]:
     """8 steps (2 epochs) straight, checkpoint after epoch 1; a fresh Trainer resumes to 8."""
     L = _lightning()
@@ -226,10 +235,10 @@ def _fit_and_resume(
     )  # fmt: skip
     save = L.callbacks.ModelCheckpoint(tmp_path, every_n_train_steps=4, save_top_k=-1)
     torch.manual_seed(5)
-    straight = _lightning_module(**apply_options)
+    straight = _lightning_module(dropout, **apply_options)
     L.Trainer(callbacks=[*callbacks(), save], **options).fit(straight, _loader(shuffle))
     torch.manual_seed(123)  # the resumed run must not depend on the state it starts in
-    resumed = _lightning_module(**apply_options)
+    resumed = _lightning_module(dropout, **apply_options)
     trainer = L.Trainer(callbacks=callbacks(), enable_checkpointing=False, **options)
     trainer.fit(resumed, _loader(shuffle), ckpt_path=tmp_path / "epoch=0-step=4.ckpt")
     assert resumed.global_step == 8
@@ -241,7 +250,24 @@ def test_lightning_resume_is_exact_with_the_rng_callback(tmp_path: Path) -> None
     _lightning()
     from dynamic_dropconnect.integrations import LightningRNGState
 
-    straight, resumed = _fit_and_resume(tmp_path, lambda: [LightningRNGState()], shuffle=True)
+    # Route (b): masks from the global RNG; the callback checkpoints it (dropout and the
+    # shuffled data order resume too).
+    straight, resumed = _fit_and_resume(
+        tmp_path, lambda: [LightningRNGState()], shuffle=True, dropout=0.1
+    )
+    _assert_same_parameters(straight, resumed)
+
+
+@pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`")
+def test_lightning_resume_is_exact_with_a_mask_generator(tmp_path: Path) -> None:
+    # Route (a): apply(..., generator=...) puts the generator's state in the state_dict, so the
+    # masks resume with the model, no callback. Anything else drawing from the global RNG
+    # (dropout, shuffling) would still need the callback: neither is used here.
+    generator = torch.Generator().manual_seed(3)  # shared: the resumed run starts from the
+    # state the straight run ended in, and the checkpoint's state must replace it.
+    straight, resumed = _fit_and_resume(
+        tmp_path, list, shuffle=False, dropout=0.0, generator=generator
+    )
     _assert_same_parameters(straight, resumed)
 
 
