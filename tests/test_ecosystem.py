@@ -184,6 +184,37 @@ def test_peft_lora_with_ddc_saves_plain_adapter_and_reloads(
     assert torch.equal(reloaded(input_ids=IDS).logits, trained)
 
 
+# Mid-training checkpoints keep DDC's state (exact resume); PEFT then warns about the 0-dim
+# has_gradient flags under lora_A/lora_B ("invalid shape ... ZeRO-3 / FSDP"): harmless there.
+@pytest.mark.filterwarnings("ignore:Adapter 'default'.*invalid shape")
+def test_hf_trainer_with_peft_lora_resumes_exactly_and_saves_a_plain_adapter(
+    tmp_path: Path,
+) -> None:
+    peft = _import("peft")
+    from safetensors.torch import load_file
+
+    def lora() -> nn.Module:
+        config = peft.LoraConfig(r=4, target_modules=["c_attn"], fan_in_fan_out=True)
+        return ddc.apply(peft.get_peft_model(_gpt2(), config), "ddc", include="*lora_[AB]*")
+
+    straight = _trainer(lora(), tmp_path / "a")
+    straight.train()
+    torch.manual_seed(123)
+    resumed = _trainer(lora(), tmp_path / "b")
+    resumed.train(resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-2"))
+    _assert_same_parameters(straight.model, resumed.model)
+    expected = resumed.model.eval()(input_ids=IDS).logits
+    ddc.remove(resumed.model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed.save_model(tmp_path / "final")
+    assert not [w for w in caught if "invalid shape" in str(w.message)]
+    keys = load_file(tmp_path / "final" / "adapter_model.safetensors")
+    assert len(keys) == 4 and all(k.endswith(("lora_A.weight", "lora_B.weight")) for k in keys)
+    reloaded = peft.PeftModel.from_pretrained(_gpt2(), tmp_path / "final").eval()
+    assert torch.equal(reloaded(input_ids=IDS).logits, expected)
+
+
 # --------------------------------------------------------------------------------------------
 # Lightning
 # --------------------------------------------------------------------------------------------
