@@ -303,7 +303,7 @@ def test_lightning_resume_is_exact_with_a_mask_generator(tmp_path: Path) -> None
 
 
 # --------------------------------------------------------------------------------------------
-# torch.compile, AMP float16, FSDP2 (no optional package needed)
+# torch.compile, torch.export, AMP float16 (no optional package needed)
 # --------------------------------------------------------------------------------------------
 
 
@@ -364,54 +364,16 @@ def test_cpu_autocast_float16_with_grad_scaler() -> None:
     assert torch.equal(reg.grad_magnitude, before)
 
 
-def _fsdp2_worker(rank: int, init_file: str, out_dir: str) -> None:
-    import torch.distributed as dist
-    from torch.distributed.fsdp import fully_shard
-    from torch.distributed.tensor import DTensor
-
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = ddc.apply(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)), "ddc")
-    for layer in (model[0], model[2]):
-        fully_shard(layer)
-    fully_shard(model)
-    torch.manual_seed(100 + rank)  # own masks and data shard per rank
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    x = torch.randn(32, 8)
-    y = (x[:, 0] > 0).long()
-    for _ in range(4):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    state = {
-        k: v.full_tensor() if isinstance(v, DTensor) else v for k, v in model.state_dict().items()
-    }
-    torch.save(state, Path(out_dir) / f"rank{rank}.pt")
-    dist.destroy_process_group()
-
-
-def test_fsdp2_two_process_gloo_training(tmp_path: Path) -> None:
-    import os
-
-    import torch.distributed as dist
-    import torch.multiprocessing as mp
-
-    if not dist.is_available():
-        pytest.skip("torch.distributed is not available in this build")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    mp.spawn(_fsdp2_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
-    states = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
-    torch.manual_seed(0)
-    initial = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3)).state_dict()
-    assert not torch.equal(states[0]["0.weight"], initial["0.weight"])  # it trained
-    for key in ("0.weight", "2.weight"):
-        torch.testing.assert_close(states[0][key], states[1][key], rtol=0, atol=0)
-    for state in states:
-        # The statistic is the full weight's gradient (FSDP2 unshards it for the forward),
-        # kept as a plain per-rank buffer: each rank records its own shard of the batch.
-        assert state["0.regularizer.has_gradient"]
-        assert state["0.regularizer.grad_magnitude"].shape == (16, 8)
-    assert not torch.equal(
-        states[0]["0.regularizer.grad_magnitude"], states[1]["0.regularizer.grad_magnitude"]
-    )
+@pytest.mark.parametrize("plain", [False, True], ids=["eval", "removed"])
+def test_torch_export_of_a_trained_model(plain: bool) -> None:
+    model = _small()
+    _three_steps(model, model)
+    model.eval()
+    x = torch.randn(4, 16)
+    expected = model(x)
+    if plain:  # the clean graph: no DDC buffers
+        ddc.remove(model)
+    program = torch.export.export(model, (x,))
+    buffers = [b for b in program.graph_signature.buffers if "regularizer" in b]
+    assert bool(buffers) != plain
+    assert torch.equal(program.module()(x), expected)
