@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .distributed import before_forward, whole_template
 from .regularizers import WeightRegularizer
 
 __all__ = [
@@ -58,6 +59,7 @@ class RegularizedLinear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         reg = self.regularizer
+        before_forward(self, reg)
         if reg.training and reg.mask_mode == "sample":
             y = reg.per_sample(x, self.weight, _linear_per_example)
             return y if self.bias is None else y + self.bias
@@ -93,6 +95,7 @@ class _RegularizedConvMixin:
     def forward(self, x: Tensor) -> Tensor:
         conv: Any = self
         reg = self.regularizer
+        before_forward(conv, reg)
         if reg.training and reg.mask_mode == "sample":
             unbatched = x.dim() == self._spatial_dims + 1
             batch = x.unsqueeze(0) if unbatched else x
@@ -243,21 +246,9 @@ def weight_template(module: nn.Module) -> Tensor:
             shape: tuple[int, ...] = (module.out_features, module.in_features)
         else:
             shape = (conv.out_channels, conv.in_channels // conv.groups, *conv.kernel_size)
-        like = next(module.parameters())
-        local = like.to_local() if _is_dtensor(like) else like  # type: ignore[attr-defined]
-        return torch.empty(shape, dtype=local.dtype, device=local.device)
-    if _is_dtensor(weight):
-        local = weight.to_local()  # type: ignore[attr-defined]
-        return torch.empty(weight.shape, dtype=local.dtype, device=local.device)
-    return weight
-
-
-def _is_dtensor(tensor: Tensor) -> bool:
-    if not torch.distributed.is_available():
-        return False
-    from torch.distributed.tensor import DTensor
-
-    return isinstance(tensor, DTensor)
+        like = whole_template(next(module.parameters()))
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
+    return whole_template(weight)
 
 
 def attach(module: nn.Module, regularizer: WeightRegularizer) -> nn.Module:

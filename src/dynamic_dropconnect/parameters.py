@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 
 from torch import Tensor, nn
 
+from .distributed import before_forward, whole_template
 from .regularizers import WeightRegularizer
 
 __all__ = ["WeightDrop", "attach_weight", "detach_weight", "regularized_parameters"]
@@ -65,6 +66,7 @@ class _SwapIn:
                 "spectral_norm added after ddc.apply?); call dynamic_dropconnect.remove(model) "
                 "first: DDC can regularize such a computed weight only of a plain nn.Linear/ConvNd"
             )
+        before_forward(self.holder, regularizer)
         effective = regularizer(parameter)
         self.originals.append(parameter)
         _put(self.holder, self.name, effective)
@@ -104,8 +106,9 @@ def attach_weight(
             f"mask_mode={regularizer.mask_mode!r} needs the layer input, so a plain nn.Linear or "
             f"nn.ConvNd; {type(holder).__name__}.{name} supports mask_mode='batch' only"
         )
-    regularizer.to(device=parameter.device)
-    regularizer.prepare(parameter)
+    template = whole_template(parameter)  # FSDP2: sized to the whole weight, not the shard
+    regularizer.to(device=template.device)
+    regularizer.prepare(template)
     holder.add_module(name + SUFFIX, regularizer)
     swap_in = _SwapIn(holder, name)
     owner.register_forward_pre_hook(swap_in)
