@@ -1,4 +1,4 @@
-"""DynamicDropConnect under FSDP2 (fully_shard): two CPU processes with gloo."""
+"""DynamicDropConnect under FSDP2 (fully_shard) and FSDP1: two CPU processes with gloo."""
 
 from __future__ import annotations
 
@@ -70,8 +70,34 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         model(torch.randn(3, 4))
     except NotImplementedError as error:
         results["step_error"] = str(error)
+    results["fsdp1"] = _fsdp1(rank)
     torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     dist.destroy_process_group()
+
+
+def _fsdp1(rank: int) -> dict[str, Any]:
+    """FullyShardedDataParallel (FSDP1): on CPU it needs device_id; apply must come first."""
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    def mlp() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+
+    cpu = {"device_id": torch.device("cpu"), "use_orig_params": True}
+    out: dict[str, Any] = {}
+    try:
+        ddc.apply(FullyShardedDataParallel(mlp(), **cpu), "ddc")
+    except ValueError as error:
+        out["after_error"] = str(error)
+    model = FullyShardedDataParallel(ddc.apply(mlp(), "ddc"), **cpu)
+    torch.manual_seed(100 + rank)
+    x = torch.randn(16, 8)
+    model(x).square().mean().backward()
+    reg = ddc.regularized_layers(model)["_fsdp_wrapped_module.0"]
+    out["local"] = reg.grad_magnitude.clone()
+    model(x)  # averaged here
+    out["used"] = reg.grad_magnitude.clone()
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +142,11 @@ def test_apply_before_or_after_fully_shard_trains_alike(results: list) -> None:
 def test_statistic_update_step_is_refused_under_fsdp2(results: list) -> None:
     for r in results:
         assert "statistic_update='backward'" in r["step_error"]
+
+
+def test_fsdp1_statistic_is_averaged_and_apply_after_wrapping_is_refused(results: list) -> None:
+    a, b = (r["fsdp1"] for r in results)
+    assert "call dynamic_dropconnect.apply before wrapping" in a["after_error"]
+    assert a["local"].shape == (16, 8) and not torch.equal(a["local"], b["local"])
+    torch.testing.assert_close(a["used"], (a["local"] + b["local"]) / 2)
+    torch.testing.assert_close(b["used"], a["used"])

@@ -18,6 +18,10 @@ dropout. :func:`sync_statistics` turns this off (per-rank statistics, as DDP wit
 to the whole weight. ``statistic_update="step"`` is refused under FSDP2: it detects the
 optimizer step by the weight's version counter, and the weight FSDP2 all-gathers for each
 forward is a fresh tensor whose counter never moves, so the statistic would never be used.
+
+FSDP1 (``FullyShardedDataParallel``) sets the same module flag, so the same averaging applies;
+it needs ``device_id=torch.device("cpu")`` on CPU, and with ``use_orig_params=True`` DDC must
+be applied before wrapping (outside forward a weight is a view into the flat shard).
 """
 
 from __future__ import annotations
@@ -50,6 +54,18 @@ def is_dtensor(tensor: Tensor) -> bool:
     from torch.distributed.tensor import DTensor
 
     return isinstance(tensor, DTensor)
+
+
+def check_not_flat_view(module: nn.Module, name: str, tensor: Tensor) -> None:
+    """Refuse a weight that is FSDP1's view into its local flat-parameter shard
+    (``FullyShardedDataParallel(use_orig_params=True)``): its shape is not the weight's."""
+    flag = is_fsdp_managed(module) and getattr(module, "_fsdp_use_orig_params", False)
+    if flag and not is_dtensor(tensor):  # FSDP2 parameters are DTensors
+        raise ValueError(
+            f"{type(module).__name__}.{name} is a view into a FullyShardedDataParallel "
+            f"(use_orig_params=True) flat-parameter shard (shape {tuple(tensor.shape)}); call "
+            "dynamic_dropconnect.apply before wrapping the model in FullyShardedDataParallel"
+        )
 
 
 def whole_template(tensor: Tensor) -> Tensor:
@@ -89,8 +105,9 @@ def before_forward(module: nn.Module, regularizer: WeightRegularizer) -> None:
     if regularizer.statistic_update == "step":
         raise NotImplementedError(
             f"{type(module).__name__}: DynamicDropConnect(statistic_update='step') does not work "
-            "under FSDP2 fully_shard (the all-gathered weight's version counter never moves, "
-            "so the optimizer step is never seen); use statistic_update='backward'"
+            "under FSDP (fully_shard or FullyShardedDataParallel): it detects the optimizer step "
+            "by the weight's version counter, which the all-gathered weight does not carry; use "
+            "statistic_update='backward'"
         )
     group = _GROUP.get(regularizer)
     if group is False or not torch.distributed.is_initialized():

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .distributed import before_forward, whole_template
+from .distributed import before_forward, check_not_flat_view, whole_template
 from .regularizers import WeightRegularizer
 
 __all__ = [
@@ -262,6 +262,9 @@ def attach(module: nn.Module, regularizer: WeightRegularizer) -> nn.Module:
             f"cannot regularize {type(module).__name__}: supported are {names} (also under a "
             "parametrization or FSDP2 fully_shard)"
         )
+    parameter = module._parameters.get("weight")
+    if parameter is not None:
+        check_not_flat_view(module, "weight", parameter)
     local = weight_template(module)
     module.__class__ = _rebase(type(module), layer, REGULARIZABLE[layer])
     module.regularizer = regularizer

@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 
 from torch import Tensor, nn
 
-from .distributed import before_forward, whole_template
+from .distributed import before_forward, check_not_flat_view, whole_template
 from .regularizers import WeightRegularizer
 
 __all__ = ["WeightDrop", "attach_weight", "detach_weight", "regularized_parameters"]
@@ -106,6 +106,7 @@ def attach_weight(
             f"mask_mode={regularizer.mask_mode!r} needs the layer input, so a plain nn.Linear or "
             f"nn.ConvNd; {type(holder).__name__}.{name} supports mask_mode='batch' only"
         )
+    check_not_flat_view(holder, name, parameter)
     template = whole_template(parameter)  # FSDP2: sized to the whole weight, not the shard
     regularizer.to(device=template.device)
     regularizer.prepare(template)
