@@ -193,3 +193,122 @@ def test_diverged_training_is_a_failed_run(tmp_path: Path) -> None:
     seed = tmp_path / "run/runs/ddc/seed0"
     assert not (seed / "result.json").exists()
     assert "No complete run yet" in (tmp_path / "run/results.md").read_text()
+
+
+# 7. Options checked before anything is written; errors name the file ---------------------
+
+BAD_OPTIONS = [
+    (["compare", "--seeds", "0"], "--seeds"),
+    (["compare", "--methods", ""], "--methods"),
+    (["compare", "--methods", "ddc,ddc"], "--methods"),
+    (["compare", "--subset", "0"], "--subset"),
+    (["compare", "--subset", "-1"], "--subset"),
+    (["compare", "--seed0", "-1"], "--seed0"),
+    (["compare", "--seed0", "100000000000000000000"], "--seed0"),
+    (["compare", "--lr", "1e308"], "--lr"),
+    (["compare", "--lr", "0"], "--lr"),
+    (["compare", "--lr", "nan"], "--lr"),
+    (["compare", "--device", "foo"], "--device"),
+    (["compare", "--data-dir", "/nonexistent"], "--data-dir"),
+    (["compare", "--epochs", "0"], "--epochs"),
+    (["compare", "--jobs", "0"], "--jobs"),
+    (["compare", "--schedule", "bogus"], "--schedule"),
+    (["sweep", "--p", "1.0", "--no-matched"], "--p"),
+    (["sweep", "--p", "nan"], "--p"),
+    (["sweep", "--p", "-0.1"], "--p"),
+    (["sweep", "--p", "0.3,0.3"], "--p"),
+    (["sweep", "--p", "0.97"], "--p"),
+    (["sweep", "--tau", "2"], "--tau"),
+    (["sweep", "--pg", "-1"], "--pg"),
+]
+if not torch.cuda.is_available():
+    BAD_OPTIONS.append((["compare", "--device", "cuda"], "--device"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"), BAD_OPTIONS, ids=lambda v: " ".join(v) if isinstance(v, list) else v
+)
+def test_bad_options_are_refused_before_anything_is_written(
+    argv: list[str], flag: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    # Small defaults first (the option under test comes later and wins): quick if it trains.
+    small = ["--methods", "ddc", "--seeds", "1"] if argv[0] == "compare" else ["--pg", "0.5"]
+    small += ["--epochs", "1", "--quiet", "--out", str(out)]
+    assert main([argv[0], *small, *argv[1:]]) == 2
+    err = capsys.readouterr().err
+    value = argv[argv.index(flag) + 1] if flag in argv else ""
+    shown = value if flag != "--lr" else repr(float(value))  # a float is printed as Python does
+    assert f"{flag} " in err and shown in err, err
+    assert "valid" in err or "must" in err, err
+    assert not out.exists()
+
+
+def test_out_that_is_a_file_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "notes.txt"
+    out.write_text("mine\n")
+    assert _compare(out) == 2
+    assert f"--out {out} is a file" in capsys.readouterr().err
+    assert out.read_text() == "mine\n"
+
+
+def test_broken_run_files_are_named(
+    partial_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = _copy(partial_run, tmp_path)
+    metrics = run / "runs/ddc/seed0/metrics.csv"
+    metrics.write_bytes(metrics.read_bytes()[:40] + b"\xff" + metrics.read_bytes()[41:])
+    assert main(["report", str(run)]) == 2
+    assert str(metrics) in capsys.readouterr().err
+    (run / "config.json").write_text('{"experiment": "digits-mlp", ')  # a garbled config
+    assert main(["report", str(run)]) == 2
+    assert str(run / "config.json") in capsys.readouterr().err
+    assert _compare(run, "--resume") == 2
+    assert str(run / "config.json") in capsys.readouterr().err
+    assert main(["uncertainty", str(run), "--no-ood"]) == 2
+    assert str(run / "config.json") in capsys.readouterr().err
+
+
+def test_truncated_checkpoint_is_named(partial_run: Path, tmp_path: Path) -> None:
+    run = _copy(partial_run, tmp_path)
+    checkpoint = run / "runs/ddc/seed0/checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    with pytest.raises(RunFileError, match=f"{checkpoint}.*corrupt"):
+        evaluate_run(run, t_values=[1], ood=False, log=lambda _: None)
+    checkpoint.with_name("checkpoint.pt.sha256").unlink(missing_ok=True)  # no digest to check
+    with pytest.raises(RunFileError, match=f"{checkpoint}.*refused"):
+        evaluate_run(run, t_values=[1], ood=False, log=lambda _: None)
+
+
+def test_a_failing_report_does_not_hide_failed_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dynamic_dropconnect.experiments import suite
+    from dynamic_dropconnect.experiments.config import get_experiment
+
+    def broken_report(run_dir: Path) -> Path:
+        raise RunFileError(f"{run_dir}/runs/x/metrics.csv: bad byte")
+
+    monkeypatch.setattr(suite, "write_report", broken_report)
+    experiment = get_experiment("digits-mlp").with_epochs(1).with_lr(1e30)  # diverges
+    with pytest.raises(suite.RunsFailedError, match=r"(?s)1 run\(s\) failed.*metrics.csv: bad"):
+        suite.compare(experiment, ["ddc"], [0], tmp_path / "run", suite.RunOptions(progress=False))
+
+
+def test_killed_writes_leave_no_tmp_files_and_outputs_follow_the_umask(tmp_path: Path) -> None:
+    from dynamic_dropconnect.experiments.io import atomic_write_text
+
+    dead = tmp_path / ".config.json.999999999-abcd1234.tmp"  # a writer that was killed
+    legacy = tmp_path / ".config.json.k2j4h5g6.tmp"  # the same, before pids were in the name
+    dead.write_text("half")
+    legacy.write_text("half")
+    os.utime(legacy, (0, 0))
+    live = tmp_path / f".config.json.{os.getpid()}-abcd1234.tmp"  # a write going on now
+    live.write_text("half")
+    old = os.umask(0o027)
+    try:
+        atomic_write_text(tmp_path / "config.json", "{}\n")
+    finally:
+        os.umask(old)
+    assert not dead.exists() and not legacy.exists() and live.exists()
+    assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o640

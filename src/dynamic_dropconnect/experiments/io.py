@@ -7,7 +7,9 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +23,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "load_checkpoint",
+    "pid_alive",
     "read_json_file",
     "read_json_object",
     "save_checkpoint",
@@ -32,13 +35,72 @@ class RunFileError(ValueError):
     the message names the file and says what to do."""
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (signal 0 tests, sends nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (threads stay safe)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: ``.<name>.<pid>-<random>.tmp`` (ours) or ``.<name>.<random>.tmp`` (before pids were in it).
+_TMP = re.compile(r"^(?:(?P<pid>\d+)-)?[a-z0-9_]{8}$")
+#: A temporary file without a pid older than this was left by a killed write.
+_LEGACY_TMP_AGE = 3600.0
+
+
+def _remove_stale_tmp(path: Path) -> None:
+    """Delete the temporary files that killed writes of ``path`` left behind: those of a dead
+    process, or, without a pid in the name, older than an hour."""
+    prefix = f".{path.name}."
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path.parent):
+            name = entry.name
+            if not (name.startswith(prefix) and name.endswith(".tmp")):
+                continue
+            match = _TMP.match(name[len(prefix) : -len(".tmp")])
+            if match is None:
+                continue
+            pid = match.group("pid")
+            if pid is not None:
+                stale = not pid_alive(int(pid))
+            else:
+                stale = time.time() - entry.stat().st_mtime > _LEGACY_TMP_AGE
+            if stale:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename over it."""
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename over it.
+
+    The file gets the permissions of a plain ``open`` (``0o666`` less the umask), not the
+    ``0o600`` of :func:`tempfile.mkstemp`. Temporary files of killed writes are removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_tmp(path)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent
+    )
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())

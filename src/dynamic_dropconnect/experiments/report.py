@@ -28,7 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from .io import atomic_write, atomic_write_json, atomic_write_text, read_json_object
+from .io import (
+    RunFileError,
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    read_json_file,
+)
 
 __all__ = [
     "METRICS",
@@ -59,8 +65,10 @@ _SEED_DIR = re.compile(r"^seed(-?\d+)$")
 
 
 def load_config(run_dir: str | Path) -> dict[str, Any]:
-    """``RUN_DIR/config.json`` as a dict, ``{}`` when absent or unreadable."""
-    return read_json_object(Path(run_dir) / "config.json")
+    """``RUN_DIR/config.json`` as a dict, ``{}`` when absent; :class:`RunFileError` naming it
+    when it is garbled (a report of a run whose configuration is lost would mislead)."""
+    path = Path(run_dir) / "config.json"
+    return read_json_file(path) if path.exists() else {}
 
 
 def mean_drop_rate(run_dir: Path) -> float:
@@ -130,6 +138,11 @@ def load_metrics(path: str | Path) -> dict[str, np.ndarray]:
             rows = list(csv.DictReader(handle))
     except OSError:
         return {}
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise RunFileError(
+            f"{path}: not a readable metrics.csv ({err}); repair or delete it (the run's "
+            "checkpoint.pt holds the same per-epoch rows)"
+        ) from err
     if not rows:
         return {}
     columns: dict[str, np.ndarray] = {}

@@ -17,6 +17,7 @@ end, after the report of the finished runs is written.
 from __future__ import annotations
 
 import dataclasses
+import math
 import multiprocessing as mp
 import os
 import time
@@ -30,11 +31,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from .config import Experiment
 from .datasets import DatasetError, load_dataset
 from .io import atomic_write_json, atomic_write_text, read_json_file
-from .methods import METHODS
+from .methods import METHODS, apply_method
 from .report import format_sweep_table, mean_drop_rate, plot_sweep_heatmap, write_report
 from .training import PreparedData, RunSpec, prepare_data, train_run
 
@@ -42,6 +44,7 @@ __all__ = [
     "RunDirError",
     "RunOptions",
     "RunsFailedError",
+    "check_grid",
     "check_out_dir",
     "compare",
     "shortened",
@@ -56,10 +59,13 @@ class RunDirError(RuntimeError):
 class RunsFailedError(RuntimeError):
     """Some runs failed; the others finished and were reported. ``failures``: dir → reason."""
 
-    def __init__(self, failures: dict[str, str]) -> None:
+    def __init__(self, failures: dict[str, str], note: str = "") -> None:
         self.failures = failures
         lines = "\n".join(f"  {d}: {r.strip().splitlines()[-1]}" for d, r in failures.items())
-        super().__init__(f"{len(failures)} run(s) failed (the others finished):\n{lines}")
+        super().__init__(
+            f"{len(failures)} run(s) failed (the others finished):\n{lines}"
+            + (f"\n{note}" if note else "")
+        )
 
 
 LOCK_NAME = ".ddc-lock"
@@ -100,6 +106,57 @@ def check_out_dir(out: str | Path) -> bool:
             "new or empty directory, or move those files away"
         )
     return False
+
+
+#: DDC's hyperparameters a sweep may vary: (low, high, high included) as the regularizer has them.
+_GRID_RANGES: dict[str, tuple[float, float, bool]] = {
+    "p": (0.0, 1.0, False),
+    "pg": (0.0, math.inf, False),
+    "tau": (0.0, 1.0, True),
+}
+
+
+class _OneLayer(nn.Module):
+    """The slot that :func:`apply_method` regularizes by default, to try a sweep cell on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear1 = nn.Linear(2, 2)
+
+
+def check_grid(grid: dict[str, Sequence[float]], experiment: Experiment) -> None:
+    """``ValueError`` naming the flag (``--p``, ``--pg``, ``--tau``) for a sweep value that is
+    repeated, not finite or out of range, or a cell that DDC refuses (``p`` above ``p_max``)."""
+    bad = set(grid) - set(_GRID_RANGES)
+    if bad:
+        raise ValueError(f"sweep parameters must be among {tuple(_GRID_RANGES)}, got {sorted(bad)}")
+    for name, values in grid.items():
+        flag = f"--{name}"
+        if not values:
+            raise ValueError(f"{flag} is empty; give one or more comma-separated numbers")
+        repeated = [v for i, v in enumerate(values) if v in values[:i]]
+        if repeated:
+            raise ValueError(
+                f"{flag} {','.join(map(str, values))} repeats {repeated[0]}; each value must be "
+                "given once"
+            )
+        low, high, closed = _GRID_RANGES[name]
+        for value in values:
+            inside = low <= value <= high if closed else low <= value < high
+            if not (math.isfinite(value) and inside):
+                bracket = "]" if closed else ")"
+                raise ValueError(
+                    f"{flag} {value} is not valid: DDC's {name} must be a number in "
+                    f"[{low:g}, {high:g}{bracket}"
+                )
+    base = experiment.method_options.get("ddc", {})
+    for p, pg, tau in product(*(grid.get(k, [None]) for k in _GRID_RANGES)):
+        cell = {k: v for k, v in zip(_GRID_RANGES, (p, pg, tau), strict=True) if v is not None}
+        try:
+            apply_method(_OneLayer(), "ddc", {**base, **cell})
+        except (TypeError, ValueError) as err:
+            flags = " ".join(f"--{k} {v}" for k, v in cell.items())
+            raise ValueError(f"sweep cell {flags} is not valid: {err}") from err
 
 
 def _open_run_dir(out: Path, config: dict[str, Any], resume: bool, experiment: Experiment) -> None:
@@ -178,6 +235,11 @@ def _data(experiment: Experiment, seed: int, options: RunOptions) -> PreparedDat
 class _Task:
     spec: RunSpec
     run_dir: Path
+
+
+def _check_seeds(seeds: Sequence[int]) -> None:
+    if not seeds or len(set(seeds)) < len(seeds) or min(seeds) < 0:
+        raise ValueError(f"seeds must be one or more different whole numbers >= 0, got {seeds}")
 
 
 def _check_jobs(jobs: int, n_tasks: int) -> None:
@@ -313,8 +375,12 @@ def compare(
     """
     options = options or RunOptions()
     unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(METHODS)}")
+    if unknown or not methods or len(set(methods)) < len(methods):
+        raise ValueError(
+            f"methods must be one or more different ones of {', '.join(METHODS)}; got "
+            f"{', '.join(methods) or 'none'}"
+        )
+    _check_seeds(seeds)
     out = Path(out)
     tasks = [
         _Task(
@@ -329,9 +395,16 @@ def compare(
     _start(out, experiment, methods, seeds, options)
     try:
         _execute(tasks, options)
-    finally:
-        report = write_report(out)
-    return report
+    except RunsFailedError as failed:
+        # The report of the finished runs, and the failures whatever becomes of it.
+        try:
+            write_report(out)
+        except Exception as err:
+            raise RunsFailedError(
+                failed.failures, note=f"the report could not be written either: {err}"
+            ) from err
+        raise
+    return write_report(out)
 
 
 def sweep(
@@ -354,9 +427,8 @@ def sweep(
     options = options or RunOptions()
     out = Path(out)
     names = ("p", "pg", "tau")
-    bad = set(grid) - set(names)
-    if bad:
-        raise ValueError(f"sweep parameters must be among {names}, got {sorted(bad)}")
+    check_grid(grid, experiment)
+    _check_seeds(seeds)
     defaults = (0.3, 0.5, 0.5)
     full = {k: list(grid.get(k, [d])) for k, d in zip(names, defaults, strict=True)}
     cells = list(product(full["p"], full["pg"], full["tau"]))
