@@ -133,3 +133,18 @@ def test_learned_curves_and_validation() -> None:
         ddc.LearnedDropConnect(hidden=-1)
     with pytest.raises(TypeError, match=r"method 'ddc-learned' \(LearnedDropConnect\) has no "):
         ddc.apply(nn.Linear(2, 2), "ddc-learned", pg=0.5)
+
+
+def test_weight_used_twice_records_the_summed_gradient_and_steps_theta_once() -> None:
+    torch.manual_seed(0)
+    layer = ddc.apply(nn.Linear(8, 8), "ddc-learned", include=[""])
+    reg = layer.regularizer
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    x = torch.randn(16, 8)
+    for step in range(1, 4):  # exact from the first step on
+        opt.zero_grad(set_to_none=True)
+        layer(torch.tanh(layer(x))).square().mean().backward()
+        # Dense update: dL/dW = sum over the uses of dL/dW_eff, so the statistic is |W.grad|.
+        assert torch.equal(reg.grad_magnitude, layer.weight.grad.abs())
+        assert float(reg.adam_step) == step  # one Adam step on θ per backward, not per use
+        opt.step()

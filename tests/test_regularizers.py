@@ -404,3 +404,176 @@ def test_step_statistic_resumes_exactly_after_a_step_or_between_micro_batches(
         micro_steps(net, optimizer, 2)
     for (name, a), b in zip(model.named_parameters(), resumed.parameters(), strict=True):
         assert torch.equal(a, b), name
+
+
+# -- a weight used more than once in one forward ---------------------------------------------
+def _square(method: str = "ddc", seed: int = 0, **hyper: object) -> nn.Linear:
+    torch.manual_seed(seed)
+    return ddc.apply(nn.Linear(8, 8), method, include=[""], **hyper)  # type: ignore[return-value]
+
+
+def _statistic(reg: nn.Module) -> torch.Tensor:
+    """The |g| a backward recorded (statistic_update='step': the pending sum of one backward)."""
+    if getattr(reg, "statistic_update", "backward") == "step":
+        assert float(reg.pending_count) == 1
+        return reg.pending_sum
+    return reg.grad_magnitude
+
+
+MULTI_USE_CASES = [
+    {},
+    {"update": "masked"},
+    {"mask_mode": "sample"},
+    {"statistic_update": "step"},
+    {"mask_mode": "sample", "update": "masked", "statistic_update": "step"},
+]
+
+
+@pytest.mark.parametrize("options", MULTI_USE_CASES)
+@pytest.mark.parametrize("uses", [2, 3])
+def test_shared_weight_without_drop_records_abs_weight_grad_exactly(
+    options: dict, uses: int
+) -> None:
+    # p = pg = 0: W_eff = W, so the statistic must be |W.grad| = |sum over uses|, bit for bit.
+    layer = _square(p=0.0, pg=0.0, **options)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    x = torch.randn(16, 8)
+    for _ in range(3):  # exact from the very first step on
+        opt.zero_grad(set_to_none=True)
+        h = x
+        for _ in range(uses):  # a Linear called twice / a shared layer in a loop
+            h = torch.tanh(layer(h))
+        F.mse_loss(h, torch.zeros_like(h)).backward()
+        assert torch.equal(_statistic(layer.regularizer), layer.weight.grad.abs())
+        opt.step()
+
+
+@pytest.mark.parametrize("options", [{}, {"update": "masked"}, {"statistic_update": "step"}])
+def test_shared_weight_with_drops_records_abs_sum_of_per_use_gradients(options: dict) -> None:
+    layer = _square(**options)
+    effs: list[torch.Tensor] = []
+    original = layer.regularizer.forward
+
+    def capture(weight: torch.Tensor) -> torch.Tensor:
+        effs.append(original(weight))
+        return effs[-1]
+
+    layer.regularizer.forward = capture  # type: ignore[method-assign]
+    x, t = torch.randn(16, 8), torch.randn(16, 8)
+    for step in range(3):
+        effs.clear()
+        torch.manual_seed(step)
+        h = x
+        for _ in range(3):
+            h = torch.tanh(layer(h))
+        F.mse_loss(h, t).backward()
+        # Independently: one leaf per use's effective weight, the same computation.
+        leaves = [e.detach().requires_grad_() for e in effs]
+        h = x
+        for leaf in leaves:
+            h = torch.tanh(F.linear(h, leaf, layer.bias.detach()))
+        F.mse_loss(h, t).backward()
+        assert not torch.equal(leaves[0], leaves[1])  # masks drawn independently per use
+        expected = sum(leaf.grad for leaf in leaves).abs()
+        # Not bit for bit: the reference sums the uses in its own order (cancellation).
+        torch.testing.assert_close(_statistic(layer.regularizer), expected, rtol=1e-5, atol=1e-8)
+        if options.get("statistic_update") == "step":
+            with torch.no_grad():
+                layer.weight.add_(0.0)  # an optimizer step: the next forward commits
+            layer.regularizer._before_mask(layer.weight)
+
+
+def test_micro_batches_forwarded_then_back_propagated_separately_keep_latest() -> None:
+    layer = _layer()
+    cap = _Capture(layer)
+    x1, t1, x2, t2 = torch.randn(8, 12), torch.randn(8, 8), torch.randn(8, 12), torch.randn(8, 8)
+    for _ in range(2):  # the second round runs after the multi-use path was switched on
+        loss1 = F.mse_loss(layer(x1), t1)
+        eff1 = cap.eff
+        loss2 = F.mse_loss(layer(x2), t2)
+        eff2 = cap.eff
+        loss1.backward()
+        torch.testing.assert_close(
+            layer.regularizer.grad_magnitude,
+            _grad_wrt_effective_weight(layer, x1, t1, eff1).abs(),
+        )
+        loss2.backward()  # another graph task: the latest backward wins, as before
+        torch.testing.assert_close(
+            layer.regularizer.grad_magnitude,
+            _grad_wrt_effective_weight(layer, x2, t2, eff2).abs(),
+        )
+
+
+def test_two_forwards_in_one_backward_sum() -> None:
+    layer = _layer(p=0.0, pg=0.0)
+    x1, x2 = torch.randn(8, 12), torch.randn(8, 12)
+    (layer(x1).square().sum() + layer(x2).sum()).backward()
+    assert torch.equal(layer.regularizer.grad_magnitude, layer.weight.grad.abs())
+
+
+class _Cell(nn.Module):
+    """An Elman RNN cell, called once per time step: its hidden-to-hidden weight is reused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ih, self.hh = nn.Linear(4, 6), nn.Linear(6, 6)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.ih(x) + self.hh(h))
+
+
+@pytest.mark.parametrize("method", ["ddc", "ddc-learned"])
+def test_rnn_cell_reused_every_step_records_abs_weight_grad(method: str) -> None:
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"cell": _Cell()})
+    hyper = {"p": 0.0, "pg": 0.0} if method == "ddc" else {}
+    ddc.apply(model, method, include="cell.hh", **hyper)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad(set_to_none=True)
+        h = torch.zeros(3, 6)
+        for x in torch.randn(5, 3, 4):
+            h = model["cell"](x, h)
+        h.square().sum().backward()
+        reg = model["cell"].hh.regularizer
+        assert torch.equal(reg.grad_magnitude, model["cell"].hh.weight.grad.abs())
+        opt.step()
+
+
+def test_shared_weight_non_finite_use_leaves_statistic_unchanged() -> None:
+    layer = _square()
+    x = torch.randn(4, 8)
+    layer(layer(x)).sum().backward()
+    before = layer.regularizer.grad_magnitude.clone()
+    (layer(layer(x)).sum() + layer(x).sum() * float("nan")).backward()
+    assert torch.equal(layer.regularizer.grad_magnitude, before)
+
+
+def test_single_use_model_under_torch_compile() -> None:
+    layer = _layer(p=0.0, pg=0.0)
+    try:
+        compiled = torch.compile(layer, backend="eager")
+    except RuntimeError as err:  # pragma: no cover - platform without dynamo
+        pytest.skip(f"torch.compile unavailable: {err}")
+    x = torch.randn(8, 12)
+    for _ in range(3):
+        layer.zero_grad(set_to_none=True)
+        compiled(x).square().sum().backward()
+        assert torch.equal(layer.regularizer.grad_magnitude, layer.weight.grad.abs())
+    assert not layer.regularizer._multi_use
+
+
+@pytest.mark.parametrize("generator", [False, True])
+def test_shared_weight_under_non_reentrant_checkpoint(generator: bool) -> None:
+    from torch.utils.checkpoint import checkpoint
+
+    gen = torch.Generator().manual_seed(0) if generator else None
+    layer = _square(p=0.0, pg=0.0, generator=gen)
+    x = torch.randn(4, 8, requires_grad=True)
+    for _ in range(2):
+        layer.zero_grad(set_to_none=True)
+        h = x
+        for _ in range(3):  # each use in a segment of its own, recomputed in backward
+            h = checkpoint(lambda t: torch.tanh(layer(t)), h, use_reentrant=False)
+        h.square().sum().backward()
+        assert torch.equal(layer.regularizer.grad_magnitude, layer.weight.grad.abs())

@@ -26,7 +26,9 @@ gradient (loss through the relaxed mask, plus the penalty) is computed inside th
 ``W_eff`` on a small local graph, so one step costs one forward and one backward, like DDC;
 hypergradients of a validation loss would need a second backward per step. θ is not a parameter
 of the model (your optimizer never sees it): the regularizer takes an Adam step (``theta_lr``)
-on it in that same backward. θ, its Adam state and the feature buffers are in the
+on it in that same backward (a weight used several times in one forward: one step on θ's
+gradient summed over the uses, at the end of the backward; the statistic is likewise
+``|sum over uses of dL/dW_eff|``). θ, its Adam state and the feature buffers are in the
 ``state_dict``, and nothing is pending between steps: a resumed run is exact. ``W``'s own
 gradient follows ``update`` (``"dense"``: ``dL/dW_eff``; ``"masked"``: through the relaxed
 mask), as for DDC. Eval mode uses ``W`` unchanged.
@@ -66,7 +68,7 @@ class _LearnedWeight(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
         weight, scale = ctx.saved_tensors
         reg: LearnedDropConnect = ctx.reg
-        reg._record(grad)
+        reg._record_use(grad)
         scale_with_graph, penalty, theta = ctx.local
         if scale_with_graph is not None:  # non-finite gradients are zeroed in the Adam step
             # dL/dscale = g * W, formed in the local graph's float32 (no half overflow).
@@ -78,7 +80,7 @@ class _LearnedWeight(torch.autograd.Function):
                     grad_outputs=[grad_scale, torch.ones_like(penalty)],
                     allow_unused=True,
                 )
-            reg._adam_step(grads)
+            reg._theta_gradient(grads)
         ctx.local = None  # free the local graph
         return (grad if reg.update == "dense" else grad * scale), None, None, None
 
@@ -175,6 +177,8 @@ class LearnedDropConnect(WeightRegularizer):
         self.register_buffer("previous_p", torch.zeros(0))
         self.register_buffer("has_gradient", torch.zeros((), dtype=torch.bool))
         self.register_buffer("last_penalty", torch.full((), float("nan")), persistent=False)
+        # Multi-use: θ's gradient summed over the weight's uses in one backward.
+        self._theta_sum: tuple[Tensor | None, ...] | None = None
 
     # -- state --------------------------------------------------------------------------------
     def _apply(self, fn: Any, recurse: bool = True) -> LearnedDropConnect:
@@ -202,7 +206,10 @@ class LearnedDropConnect(WeightRegularizer):
             self.previous_p = torch.full_like(zeros, self.target)
             self.has_gradient = self.has_gradient.to(weight.device)
 
-    def _record(self, grad: Tensor) -> None:
+    def _records_gradient(self) -> bool:
+        return True
+
+    def _store_gradient(self, grad: Tensor) -> None:
         g = grad.detach().to(self.grad_average.dtype)
         finite = F._all_finite(g.abs())
         agree = torch.sign(g) * torch.sign(self.grad_average)
@@ -212,8 +219,26 @@ class LearnedDropConnect(WeightRegularizer):
         torch.where(finite, average, self.grad_average, out=self.grad_average)
         self.has_gradient.logical_or_(finite)
 
-    def _gradient_record(self) -> F.Record | None:
-        return self._record
+    def _theta_gradient(self, grads: tuple[Tensor | None, ...]) -> None:
+        """θ's gradient from one use of the weight: one Adam step per backward, on the sum
+        over the weight's uses when it has several (see ``WeightRegularizer._record_use``)."""
+        if not self._multi_use:
+            self._adam_step(grads)
+            return
+        total = self._theta_sum
+        self._theta_sum = tuple(
+            b if a is None else a if b is None else a + b
+            for a, b in zip(total or (None,) * len(grads), grads, strict=True)
+        )
+
+    def _begin_uses(self) -> None:
+        self._theta_sum = None
+
+    def _end_uses(self) -> None:
+        super()._end_uses()
+        total, self._theta_sum = self._theta_sum, None
+        if total is not None:
+            self._adam_step(total)
 
     # -- f_theta ------------------------------------------------------------------------------
     def features(self, weight: Tensor) -> Tensor:
@@ -284,6 +309,7 @@ class LearnedDropConnect(WeightRegularizer):
         self.last_penalty.copy_(penalty.detach())
         self._monitor(probs.detach(), soft.detach().mean())
         local = (scale, penalty, theta) if learn else (None, None, ())
+        self._gradient_record(weight)  # counts this use (a weight may be used several times)
         return _LearnedWeight.apply(weight, scale.detach().to(weight.dtype), self, local)
 
     def extra_repr(self) -> str:

@@ -169,15 +169,26 @@ class WeightRegularizer(GeneratorState):
         # probability used and the kept fraction realized by the last training forward.
         self.register_buffer("last_mean_drop_prob", torch.full((), float("nan")), persistent=False)
         self.register_buffer("last_kept_fraction", torch.full((), float("nan")), persistent=False)
+        # A weight used several times in one forward (a shared layer, an RNN cell) gets
+        # dL/dW = sum over uses: see _record_use. A training forward not yet followed by a
+        # recorded backward, and the sticky flag set when a second one comes first.
+        self._forward_pending = False
+        self._multi_use = False
+        self._use_sum: Tensor | None = None  # signed sum of the uses' gradients, one backward
+        self._use_sum_task = -1  # the autograd graph task that sum belongs to
 
     # -- to be provided by subclasses -------------------------------------------------------
     def drop_probabilities(self, weight: Tensor) -> Tensor | float:
         """Drop probability of every edge for the next mask (a tensor or one rate)."""
         raise NotImplementedError
 
-    def _gradient_record(self) -> F.Record | None:
-        """Where backward puts ``|dL/dW_eff|``; ``None`` when not needed."""
-        return None
+    def _records_gradient(self) -> bool:
+        """Whether backward must pass ``dL/dW_eff`` to :meth:`_store_gradient`."""
+        return False
+
+    def _store_gradient(self, grad: Tensor) -> None:
+        """Take in ``dL/dW_eff`` of one backward (summed over the weight's uses)."""
+        raise NotImplementedError
 
     def prepare(self, weight: Tensor) -> None:
         """Size any per-edge state to ``weight`` (called when attached to a layer)."""
@@ -186,6 +197,62 @@ class WeightRegularizer(GeneratorState):
         """Called by every training forward before the probabilities are computed."""
 
     # -- shared -----------------------------------------------------------------------------
+    def _gradient_record(self, weight: Tensor) -> F.Record | None:
+        """The record of this forward's use of ``weight`` (``None`` if nothing is recorded).
+
+        Counts the use: a second training forward before any recorded backward means the
+        weight is used more than once per step, and switches on the summing record for good.
+        Checkpoint recomputations (forwards inside backward) and no-grad forwards do not count.
+        """
+        if not self._records_gradient():
+            return None
+        if torch.is_grad_enabled() and weight.requires_grad and not _in_backward():
+            if self._forward_pending:
+                self._multi_use = True
+            self._forward_pending = True
+        return self._record_use
+
+    def _record_use(self, grad: Tensor) -> None:
+        """Backward of one use of the weight: ``grad = dL/dW_eff`` of that use.
+
+        Single use (the common case): stored at once, as it comes. Multi-use: the weight's
+        gradient is the sum over its uses, and the uses of one backward (one autograd graph
+        task) arrive one by one: their signed sum is kept here and stored once, when that
+        graph task ends (a queued engine callback), so a non-finite use leaves the statistic
+        unchanged as a whole. A backward of another graph task (micro-batches back-propagated
+        separately) starts a new sum: the latest backward wins, as with single use.
+        """
+        self._forward_pending = False
+        if not self._multi_use:
+            self._store_gradient(grad)
+            return
+        grad = grad.detach()
+        task = torch._C._current_graph_task_id()
+        total = self._use_sum
+        if task == self._use_sum_task and total is not None:
+            total.add_(grad)  # the engine sums W's gradient in this same order: exact
+            return
+        if (
+            total is None
+            or total.shape != grad.shape
+            or total.dtype != grad.dtype
+            or (total.device != grad.device)
+        ):
+            total = self._use_sum = torch.empty_like(grad, memory_format=torch.preserve_format)
+        total.copy_(grad)
+        self._use_sum_task = task
+        self._begin_uses()
+        torch.autograd.Variable._execution_engine.queue_callback(self._end_uses)
+
+    def _begin_uses(self) -> None:
+        """The first use of a new backward arrived (multi-use): reset per-backward sums."""
+
+    def _end_uses(self) -> None:
+        """The graph task of the multi-use sum ended: store it."""
+        self._use_sum_task = -1
+        if self._use_sum is not None:
+            self._store_gradient(self._use_sum)
+
     @contextlib.contextmanager
     def _mask_generator(self) -> Iterator[torch.Generator | None]:
         """``self.generator``, rewound to the original forward's state when this forward is a
@@ -229,7 +296,8 @@ class WeightRegularizer(GeneratorState):
         kept = mask.mean()
         scale = mask.div_(F.rescale_factor(mask, probs, self.rescale, kept=kept))
         self._monitor(probs, kept)
-        return F.apply_weight_mask(weight, scale, self.update, record=self._gradient_record())
+        record = self._gradient_record(weight)
+        return F.apply_weight_mask(weight, scale, self.update, record=record)
 
     def per_sample(self, x: Tensor, weight: Tensor, op: BatchedOp) -> Tensor:
         """``op`` on ``x`` with an independent mask per example ("sample" mode, training).
@@ -256,7 +324,7 @@ class WeightRegularizer(GeneratorState):
                 dense=self.update == "dense",
                 max_bytes=self.max_mask_bytes,
                 generator=generator,
-                record=self._gradient_record(),
+                record=self._gradient_record(weight),
                 on_kept=self.last_kept_fraction.copy_,
             )
 
@@ -345,6 +413,20 @@ class DynamicDropConnect(WeightRegularizer):
     gradient accumulation the most recent backward wins; a backward with any NaN/Inf (an AMP
     overflow step) leaves the statistic unchanged. The z-score does not depend on the loss
     scale of AMP.
+
+    A weight used more than once in one forward (a layer called twice, ALBERT-style shared
+    layers, an RNN cell applied at every time step): each use draws its own, independent mask,
+    and the statistic is ``|sum over uses of dL/dW_eff_use|``, the magnitude of the gradient
+    of the loss w.r.t. the weight, summed within one backward (one autograd graph task), exact
+    from the first step, also with ``mask_mode="sample"`` and ``statistic_update="step"``.
+    How: a second training forward before any backward marks the regularizer as multi-use
+    (for good; one extra weight-sized buffer) and the uses' gradients are then added up until
+    that backward ends. Forwards back-propagated separately (micro-batches) each replace the
+    statistic, as with a single use. Not covered: uses inside reentrant
+    ``torch.utils.checkpoint`` segments (``use_reentrant=True`` back-propagates each segment
+    in a graph task of its own, so the sum restarts per segment); the default non-reentrant
+    checkpoint is fine. A training forward with grad enabled whose output is never
+    back-propagated also switches the summing path on: still exact, slightly slower.
 
     Under ``DistributedDataParallel`` each rank records the gradient of its *own* shard of the
     batch (before the all-reduce). With DDP's default ``broadcast_buffers=True`` rank 0's
@@ -539,13 +621,14 @@ class DynamicDropConnect(WeightRegularizer):
             eps=self.eps,
         )
 
-    def _gradient_record(self) -> F.Record | None:
-        if self.statistic == "weight":
-            return None
+    def _records_gradient(self) -> bool:
+        return self.statistic == "gradient"
+
+    def _store_gradient(self, grad: Tensor) -> None:
         if self.statistic_update == "step":
-            total, count = self.pending_sum, self.pending_count
-            return lambda grad: F.accumulate_gradient(total, count, grad)
-        return self.grad_magnitude, self.has_gradient
+            F.accumulate_gradient(self.pending_sum, self.pending_count, grad)
+        else:
+            F.record_gradient(self.grad_magnitude, self.has_gradient, grad)
 
     def _load_from_state_dict(
         self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
