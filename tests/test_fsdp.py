@@ -21,7 +21,7 @@ CONFIGS = {"before": (True, True), "after": (False, True), "per-rank": (True, Fa
 
 
 def _train(rank: int, before: bool, sync: bool) -> dict[str, Any]:
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import FSDPModule, fully_shard
 
     torch.manual_seed(0)  # same initial weights on every rank
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
@@ -48,14 +48,22 @@ def _train(rank: int, before: bool, sync: bool) -> dict[str, Any]:
     reg = model[0].regularizer
     local = reg.grad_magnitude.clone()  # this rank's last backward
     model(x)  # the next training forward averages the statistic (when enabled)
+    used = reg.grad_magnitude.clone()
+    summary = str(ddc.summary(model)).splitlines()[-1]
+    model.eval()
+    eval_out = model(x)
+    ddc.remove(model)
+    removed = not ddc.regularized_layers(model) and not isinstance(model[0], ddc.RegularizedLinear)
     return {
         "losses": losses,
         "weight": model[0].weight.full_tensor(),
         "shard_rows": model[0].weight.to_local().shape[0],
         "local": local,
-        "used": reg.grad_magnitude.clone(),
+        "used": used,
         "grad": grad,
-        "summary": str(ddc.summary(model)).splitlines()[-1],
+        "summary": summary,
+        "removed": removed and isinstance(model[0], FSDPModule),
+        "same_after_remove": torch.equal(model(x), eval_out),
     }
 
 
@@ -150,3 +158,9 @@ def test_fsdp1_statistic_is_averaged_and_apply_after_wrapping_is_refused(results
     assert a["local"].shape == (16, 8) and not torch.equal(a["local"], b["local"])
     torch.testing.assert_close(a["used"], (a["local"] + b["local"]) / 2)
     torch.testing.assert_close(b["used"], a["used"])
+
+
+def test_remove_under_fsdp2_keeps_the_fsdp_class_and_the_eval_output(results: list) -> None:
+    for r in results:
+        for name in CONFIGS:
+            assert r[name]["removed"] and r[name]["same_after_remove"], name

@@ -157,6 +157,18 @@ def test_parametrized_weight_of_a_hooked_layer_is_listed_with_its_reason() -> No
         ddc.apply(model, "ddc", include="attn.out_proj")
 
 
+def test_parametrization_after_apply_on_a_hooked_weight_fails_clearly() -> None:
+    model = ddc.apply(nn.MultiheadAttention(8, 2), "ddc", include="")
+    parametrizations.weight_norm(model.out_proj)
+    x = torch.randn(3, 2, 8)
+    with pytest.raises(
+        RuntimeError, match=r"Linear.weight is regularized.*no longer a registered parameter"
+    ):
+        model(x, x, x)
+    ddc.remove(model)
+    model(x, x, x)
+
+
 def test_deepcopy_of_a_parametrized_regularized_model() -> None:
     model = ddc.apply(_mlp(), "ddc")
     parametrizations.weight_norm(model[0])

@@ -193,7 +193,8 @@ def _computed_weight(module: nn.Module, param: str) -> tuple[tuple[int, ...], st
         return tuple(biggest.shape), "parametrized (torch.nn.utils.parametrize)"
     stored = module.__dict__.get(param)
     if isinstance(stored, Tensor):
-        return tuple(stored.shape), "hook-computed (torch.nn.utils.weight_norm/spectral_norm)"
+        # torch.nn.utils.weight_norm/spectral_norm set it in a pre-hook; FSDP1 (flat parameters)
+        return tuple(stored.shape), "computed (not a registered parameter)"
     return None
 
 
