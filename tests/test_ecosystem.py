@@ -24,7 +24,8 @@ IDS = torch.randint(0, 100, (2, 8), generator=torch.Generator().manual_seed(0))
 
 
 def _import(name: str) -> Any:
-    return pytest.importorskip(name, reason=f"{name} is not installed (extra 'integrations')")
+    extra = "huggingface" if name == "transformers" else "integrations"
+    return pytest.importorskip(name, reason=f"{name} is not installed (extra {extra!r})")
 
 
 def _gpt2() -> nn.Module:
@@ -45,13 +46,22 @@ def _assert_same_parameters(a: nn.Module, b: nn.Module) -> None:
 
 
 def test_import_stays_light() -> None:
-    code = (
-        "import sys, dynamic_dropconnect, dynamic_dropconnect.integrations as i\n"
-        "heavy = [m for m in ('lightning', 'pytorch_lightning', 'transformers', 'peft')"
-        " if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
-        "assert callable(i.get_rng_state) and i.__all__\n"
-    )
+    code = """
+import sys
+import dynamic_dropconnect, dynamic_dropconnect.integrations as i
+heavy = [m for m in ("lightning", "pytorch_lightning", "transformers", "peft") if m in sys.modules]
+assert not heavy, heavy
+assert "LightningRNGState" in dir(i)
+sys.modules["lightning"] = sys.modules["pytorch_lightning"] = None  # as if not installed
+from dynamic_dropconnect.integrations import *
+assert callable(get_rng_state) and callable(set_rng_state)
+try:
+    i.LightningRNGState
+except ImportError as err:
+    assert "pip install lightning" in str(err), err
+else:
+    raise AssertionError("no ImportError without Lightning")
+"""
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["LightningRNGState", "get_rng_state", "set_rng_state"]  # noqa: F822 (lazy)
+# LightningRNGState is built on first access (module __getattr__) and is left out of __all__,
+# so that `from dynamic_dropconnect.integrations import *` works without Lightning.
+__all__ = ["get_rng_state", "set_rng_state"]
 
 
 def _numpy_state() -> tuple[Any, ...]:
@@ -115,3 +117,7 @@ def __getattr__(name: str) -> type:
             _BUILT[name] = _LAZY[name]()
         return _BUILT[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
