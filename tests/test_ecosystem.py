@@ -289,8 +289,12 @@ def _fit_and_resume(
 @pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`")
 def test_lightning_resume_is_exact_with_the_rng_callback(tmp_path: Path) -> None:
     _lightning()
+    import pickle
+
     from dynamic_dropconnect.integrations import LightningRNGState
 
+    assert LightningRNGState().state_key == "LightningRNGState"
+    assert type(pickle.loads(pickle.dumps(LightningRNGState()))) is LightningRNGState
     # Route (b): masks from the global RNG; the callback checkpoints it (dropout and the
     # shuffled data order resume too).
     straight, resumed = _fit_and_resume(

@@ -7,7 +7,7 @@ on first access::
     from dynamic_dropconnect.integrations import LightningRNGState
 
     trainer = lightning.pytorch.Trainer(..., callbacks=[LightningRNGState(), checkpointing])
-    trainer.fit(module, data, ckpt_path="last")  # masks continue exactly as if never stopped
+    trainer.fit(module, data, ckpt_path=path)  # masks continue exactly as if never stopped
 
 Hugging Face models and PEFT adapters need no helper: save the weights without the
 regularizer state with ``model.save_pretrained(path, state_dict=ddc.plain_state_dict(model))``,
@@ -102,7 +102,10 @@ def _make_lightning_rng_state() -> type:
         def load_state_dict(self, state_dict: dict[str, Any]) -> None:
             set_rng_state(state_dict["rng"])
 
+    # Importable and picklable as dynamic_dropconnect.integrations.LightningRNGState; Lightning
+    # keys the callback's checkpoint entry by __qualname__.
     LightningRNGState.__module__ = __name__
+    LightningRNGState.__qualname__ = "LightningRNGState"
     return LightningRNGState
 
 
