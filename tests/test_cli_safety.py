@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -312,3 +315,40 @@ def test_killed_writes_leave_no_tmp_files_and_outputs_follow_the_umask(tmp_path:
         os.umask(old)
     assert not dead.exists() and not legacy.exists() and live.exists()
     assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o640
+
+
+# 6. One ddc at a time in a run directory -------------------------------------------------
+
+
+def _lock_of(pid: int) -> str:
+    return json.dumps({"pid": pid, "host": socket.gethostname(), "started": "earlier"})
+
+
+def test_a_run_directory_in_use_is_refused(
+    partial_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = _copy(partial_run, tmp_path)
+    (run / "runs/ddc/seed0/result.json").unlink()
+    lock = run / ".ddc-lock"
+    lock.write_text(_lock_of(os.getpid()))  # this test's process: alive
+    assert _compare(run, "--resume") == 2
+    err = capsys.readouterr().err
+    assert f"in use by ddc pid {os.getpid()}" in err and str(lock) in err
+    assert lock.read_text() == _lock_of(os.getpid())
+    assert not (run / "runs/ddc/seed0/result.json").exists()
+
+
+def test_a_stale_lock_is_named_and_taken_over(
+    partial_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = _copy(partial_run, tmp_path)
+    (run / "runs/ddc/seed0/result.json").unlink()
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    pid = int(gone.stdout)  # a process that has exited
+    (run / ".ddc-lock").write_text(_lock_of(pid))
+    assert _compare(run, "--resume") == 0
+    assert f"stale lock of pid {pid}" in capsys.readouterr().out
+    assert not (run / ".ddc-lock").exists()  # released at the end
+    assert (run / "runs/ddc/seed0/result.json").exists()

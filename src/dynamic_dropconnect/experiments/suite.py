@@ -16,13 +16,16 @@ end, after the report of the finished runs is written.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import math
 import multiprocessing as mp
 import os
+import socket
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import product
 from multiprocessing.connection import Connection
@@ -35,7 +38,7 @@ from torch import nn
 
 from .config import Experiment
 from .datasets import DatasetError, load_dataset
-from .io import atomic_write_json, atomic_write_text, read_json_file
+from .io import atomic_write_json, atomic_write_text, pid_alive, read_json_file
 from .methods import METHODS, apply_method
 from .report import format_sweep_table, mean_drop_rate, plot_sweep_heatmap, write_report
 from .training import PreparedData, RunSpec, prepare_data, train_run
@@ -47,6 +50,7 @@ __all__ = [
     "check_grid",
     "check_out_dir",
     "compare",
+    "lock_run_dir",
     "shortened",
     "sweep",
 ]
@@ -68,9 +72,94 @@ class RunsFailedError(RuntimeError):
         )
 
 
+#: The lock file of a run directory: ``{"pid", "host", "started"}`` of the ddc writing it.
 LOCK_NAME = ".ddc-lock"
+#: A lock file that is still empty this long after its creation was left by a killed process.
+_LOCK_WRITE_SECONDS = 10.0
 
-#: Files of ours that may be in a run directory before its config.json (see :func:`_lock`).
+
+def _read_lock(path: Path) -> tuple[str, dict[str, Any] | None]:
+    """The lock's text and holder (``None`` while it is being written, or garbled)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return "", None
+    try:
+        holder = json.loads(text)
+    except ValueError:
+        return text, None
+    ok = isinstance(holder, dict) and isinstance(holder.get("pid"), int) and "host" in holder
+    return text, holder if ok else None
+
+
+def _take_over(path: Path, seen: str) -> bool:
+    """Remove the stale lock ``path`` if it still holds ``seen``. Renamed aside first, so that
+    of two processes taking over the same stale lock one cannot delete the other's new lock."""
+    aside = path.with_name(f"{path.name}.stale-{os.getpid()}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return True  # another process removed it: the next O_EXCL decides
+    moved = aside.read_text(encoding="utf-8", errors="replace")
+    if moved != seen:  # a faster process had taken it over meanwhile: give its lock back
+        with contextlib.suppress(FileExistsError):
+            os.link(aside, path)
+        aside.unlink()
+        return False
+    aside.unlink()
+    return True
+
+
+@contextlib.contextmanager
+def lock_run_dir(out: Path, log: Callable[[str], None] = print) -> Iterator[None]:
+    """Hold ``out/.ddc-lock`` (created with ``O_EXCL``) while a compare or sweep writes ``out``.
+
+    A lock of a live process is a :class:`RunDirError` naming its pid and host; a lock whose
+    process is gone (killed, machine rebooted) is named in the log and taken over. A lock of
+    another host cannot be checked and counts as live."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_NAME
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.ctime()}
+    for _ in range(5):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            text, holder = _read_lock(path)
+            if holder is None:
+                with contextlib.suppress(FileNotFoundError):
+                    if time.time() - path.stat().st_mtime < _LOCK_WRITE_SECONDS:
+                        time.sleep(0.2)  # its holder is writing it: look again
+                        continue
+                log(f"{path}: unreadable lock left by a killed process; taking it over")
+            elif holder["host"] != me["host"] or pid_alive(holder["pid"]):
+                raise RunDirError(
+                    f"{out} is in use by ddc pid {holder['pid']} on host {holder['host']} "
+                    f"(since {holder.get('started', '?')}; lock {path}). Wait for it to finish "
+                    f"or stop it; if that process is gone, delete {path}"
+                ) from None
+            else:
+                log(
+                    f"{path}: taking over the stale lock of pid {holder['pid']} on "
+                    f"{holder['host']}, which is no longer running"
+                )
+            _take_over(path, text)
+            continue
+        with os.fdopen(fd, "w") as handle:
+            json.dump(me, handle)
+        break
+    else:
+        raise RunDirError(
+            f"{out}: could not take the lock {path}; another ddc is starting in this run "
+            "directory. Run one at a time"
+        )
+    try:
+        yield
+    finally:
+        if _read_lock(path)[1] == me:  # never delete a lock that another ddc took over
+            path.unlink(missing_ok=True)
+
+
+#: Files of ours that may be in a run directory before its config.json (see :func:`lock_run_dir`).
 _BOOKKEEPING = (LOCK_NAME,)
 
 
@@ -392,19 +481,20 @@ def compare(
     _check_jobs(options.jobs, len(tasks))
     check_out_dir(out)  # before anything is loaded or written
     load_dataset(experiment.dataset, options.data_dir)  # missing data: one error, nothing written
-    _start(out, experiment, methods, seeds, options)
-    try:
-        _execute(tasks, options)
-    except RunsFailedError as failed:
-        # The report of the finished runs, and the failures whatever becomes of it.
+    with lock_run_dir(out, options.log):
+        _start(out, experiment, methods, seeds, options)
         try:
-            write_report(out)
-        except Exception as err:
-            raise RunsFailedError(
-                failed.failures, note=f"the report could not be written either: {err}"
-            ) from err
-        raise
-    return write_report(out)
+            _execute(tasks, options)
+        except RunsFailedError as failed:
+            # The report of the finished runs, and the failures whatever becomes of it.
+            try:
+                write_report(out)
+            except Exception as err:
+                raise RunsFailedError(
+                    failed.failures, note=f"the report could not be written either: {err}"
+                ) from err
+            raise
+        return write_report(out)
 
 
 def sweep(
@@ -443,60 +533,65 @@ def sweep(
     _check_jobs(options.jobs, len(tasks))
     check_out_dir(out)  # before anything is loaded or written
     load_dataset(experiment.dataset, options.data_dir)
-    _start(out, experiment, ["ddc"], seeds, options, full)
-    results = _execute(tasks, options)
-    by_cell: dict[tuple[float, float, float], list[float]] = {}
-    for task in tasks:  # the run directories of the tasks, not a second copy of their paths
-        hp = task.spec.method_options
-        by_cell.setdefault((hp["p"], hp["pg"], hp["tau"]), []).append(mean_drop_rate(task.run_dir))
-    rates = {cell: float(np.nanmean(values)) for cell, values in by_cell.items()}
-    matched_results: dict[Path, dict[str, Any]] = {}
-    if matched:
-        matched_tasks = {
-            out / "matched" / f"dropconnect_p{rate:.2f}" / f"seed{seed}": _Task(
-                RunSpec(experiment, "dropconnect", seed, options.device, {"p": round(rate, 2)}),
-                out / "matched" / f"dropconnect_p{rate:.2f}" / f"seed{seed}",
+    with lock_run_dir(out, options.log):
+        _start(out, experiment, ["ddc"], seeds, options, full)
+        results = _execute(tasks, options)
+        by_cell: dict[tuple[float, float, float], list[float]] = {}
+        for task in tasks:  # the run directories of the tasks, not a second copy of their paths
+            hp = task.spec.method_options
+            by_cell.setdefault((hp["p"], hp["pg"], hp["tau"]), []).append(
+                mean_drop_rate(task.run_dir)
             )
-            for rate in sorted(set(rates.values()))
-            for seed in seeds
-        }
-        jobs = min(options.jobs, len(matched_tasks))
-        matched_results = _execute(
-            list(matched_tasks.values()), dataclasses.replace(options, jobs=jobs)
-        )
-    rows: list[dict[str, Any]] = []
-    for task in tasks:
-        result, hp = results[task.run_dir], task.spec.method_options
-        rate = rates[(hp["p"], hp["pg"], hp["tau"])]
-        row = {
-            **hp,
-            "seed": task.spec.seed,
-            "val_acc": result["best_val_acc"],
-            "test_acc": result["test_acc_at_best_val"],
-            "mean_drop_rate": rate,
-        }
+        rates = {cell: float(np.nanmean(values)) for cell, values in by_cell.items()}
+        matched_results: dict[Path, dict[str, Any]] = {}
         if matched:
-            twin = matched_results[
-                out / "matched" / f"dropconnect_p{rate:.2f}" / f"seed{task.spec.seed}"
-            ]
-            row["matched_dropconnect_p"] = round(rate, 2)
-            row["matched_dropconnect_test_acc"] = twin["test_acc_at_best_val"]
-            row["gain_over_matched"] = row["test_acc"] - twin["test_acc_at_best_val"]
-        rows.append(row)
-    atomic_write_json(out / "sweep.json", rows)
-    varied = [k for k in names if len(full[k]) > 1] or ["p", "pg"]
-    x, y = (varied + [k for k in names if k not in varied])[:2]
-    values = ["val_acc", "test_acc", "mean_drop_rate"] + (["gain_over_matched"] if matched else [])
-    for value in values:
-        plot_sweep_heatmap(rows, x, y, value, out / "plots" / f"sweep_{value}_{x}_{y}.png")
-    protocol = (
-        f"{experiment.epochs} epochs, peak lr {experiment.lr:g}, {experiment.schedule} schedule"
-        + (f", at most {options.subset} examples per split" if options.subset else "")
-    )
-    atomic_write_text(
-        out / "sweep.md", format_sweep_table(rows, experiment.name, len(seeds), protocol)
-    )
-    return out / "sweep.json"
+            matched_tasks = {
+                out / "matched" / f"dropconnect_p{rate:.2f}" / f"seed{seed}": _Task(
+                    RunSpec(experiment, "dropconnect", seed, options.device, {"p": round(rate, 2)}),
+                    out / "matched" / f"dropconnect_p{rate:.2f}" / f"seed{seed}",
+                )
+                for rate in sorted(set(rates.values()))
+                for seed in seeds
+            }
+            jobs = min(options.jobs, len(matched_tasks))
+            matched_results = _execute(
+                list(matched_tasks.values()), dataclasses.replace(options, jobs=jobs)
+            )
+        rows: list[dict[str, Any]] = []
+        for task in tasks:
+            result, hp = results[task.run_dir], task.spec.method_options
+            rate = rates[(hp["p"], hp["pg"], hp["tau"])]
+            row = {
+                **hp,
+                "seed": task.spec.seed,
+                "val_acc": result["best_val_acc"],
+                "test_acc": result["test_acc_at_best_val"],
+                "mean_drop_rate": rate,
+            }
+            if matched:
+                twin = matched_results[
+                    out / "matched" / f"dropconnect_p{rate:.2f}" / f"seed{task.spec.seed}"
+                ]
+                row["matched_dropconnect_p"] = round(rate, 2)
+                row["matched_dropconnect_test_acc"] = twin["test_acc_at_best_val"]
+                row["gain_over_matched"] = row["test_acc"] - twin["test_acc_at_best_val"]
+            rows.append(row)
+        atomic_write_json(out / "sweep.json", rows)
+        varied = [k for k in names if len(full[k]) > 1] or ["p", "pg"]
+        x, y = (varied + [k for k in names if k not in varied])[:2]
+        values = ["val_acc", "test_acc", "mean_drop_rate"] + (
+            ["gain_over_matched"] if matched else []
+        )
+        for value in values:
+            plot_sweep_heatmap(rows, x, y, value, out / "plots" / f"sweep_{value}_{x}_{y}.png")
+        protocol = (
+            f"{experiment.epochs} epochs, peak lr {experiment.lr:g}, {experiment.schedule} schedule"
+            + (f", at most {options.subset} examples per split" if options.subset else "")
+        )
+        atomic_write_text(
+            out / "sweep.md", format_sweep_table(rows, experiment.name, len(seeds), protocol)
+        )
+        return out / "sweep.json"
 
 
 def shortened(experiment: Experiment, epochs: int | None) -> Experiment:
