@@ -17,6 +17,7 @@ or take DDC off at the end with ``ddc.remove(trainer.model)`` before ``trainer.s
 from __future__ import annotations
 
 import random
+import warnings
 from typing import Any
 
 import numpy as np
@@ -57,12 +58,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
         random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         cuda = list(state["cuda"])
-        if len(cuda) != torch.cuda.device_count():
-            raise RuntimeError(
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+        else:
+            warnings.warn(
                 f"the checkpoint holds the random state of {len(cuda)} CUDA device(s), this "
-                f"process sees {torch.cuda.device_count()}"
+                f"process sees {torch.cuda.device_count()}: CUDA random state not restored, "
+                "masks drawn on the GPU will differ from an uninterrupted run",
+                stacklevel=2,
             )
-        torch.cuda.set_rng_state_all(cuda)
 
 
 def _lightning_callback_base() -> type:
