@@ -196,3 +196,14 @@ def test_scripting_a_regularized_model_says_to_remove_first(include: str | None)
     model.eval()
     x = torch.randn(3, 2, 4)
     torch.testing.assert_close(torch.jit.script(model)(x), model(x))
+
+
+def test_an_unknown_class_wrapper_after_apply_is_still_seen_and_removed() -> None:
+    model = ddc.apply(_mlp(), "ddc")
+    model[0].__class__ = type("Traced" + type(model[0]).__name__, (type(model[0]),), {})
+    assert sorted(ddc.regularized_layers(model)) == ["0", "2"]
+    with pytest.raises(ValueError, match="already regularized"):
+        ddc.apply(model, "ddc", include="0")
+    ddc.remove(model)
+    assert type(model[0]).__name__ == "TracedLinear" and isinstance(model[0], nn.Linear)
+    assert not ddc.is_regularized(model[0]) and not ddc.regularized_layers(model)

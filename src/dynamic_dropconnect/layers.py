@@ -220,10 +220,17 @@ def _rebase(cls: type, old: type, new: type) -> type:
     return type(name, bases, namespace)
 
 
+def _regularized_base(cls: type) -> type[nn.Module] | None:
+    # Any subclass counts here, not only known wrappers: a class built on a regularized layer
+    # by a wrapper this module does not know still runs (or hides) that regularizer.
+    return next((c for c in cls.__mro__ if c in _PLAIN), None)
+
+
 def is_regularized(module: nn.Module) -> bool:
-    """Whether ``module`` is a layer made by :func:`attach`: a regularized Linear/ConvNd class
-    (possibly under a wrapper class, see the module docstring) holding its ``regularizer``."""
-    return layer_class(type(module)) in _PLAIN and isinstance(
+    """Whether ``module`` is a layer made by :func:`attach`: an instance of a regularized
+    Linear/ConvNd class (also under a wrapper's class, see the module docstring) that holds
+    its ``regularizer``."""
+    return _regularized_base(type(module)) is not None and isinstance(
         module._modules.get("regularizer"), WeightRegularizer
     )
 
@@ -281,7 +288,7 @@ def detach(module: nn.Module) -> nn.Module:
     """
     if not is_regularized(module):
         raise ValueError(f"{type(module).__name__} has no regularizer to remove")
-    layer = layer_class(type(module))
+    layer = _regularized_base(type(module))
     assert layer is not None
     del module._modules["regularizer"]
     module.__class__ = _rebase(type(module), layer, _PLAIN[layer])

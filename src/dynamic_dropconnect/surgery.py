@@ -144,7 +144,8 @@ def _candidates(model: nn.Module) -> list[_Candidate]:
         )
 
     for name, module in named:
-        if layer_class(type(module)) is not None:  # also under a parametrization or FSDP2
+        # also under a parametrization or FSDP2
+        if layer_class(type(module)) is not None or is_regularized(module):
             linear = isinstance(module, nn.Linear)
             note = "" if linear else "convolution: name it in include= to regularize it"
             add(name, module, "weight", swap=True, default=linear, note=note)
