@@ -207,3 +207,14 @@ def test_an_unknown_class_wrapper_after_apply_is_still_seen_and_removed() -> Non
     ddc.remove(model)
     assert type(model[0]).__name__ == "TracedLinear" and isinstance(model[0], nn.Linear)
     assert not ddc.is_regularized(model[0]) and not ddc.regularized_layers(model)
+
+
+def test_drop_stats_does_not_step_a_spectral_norm() -> None:
+    model = ddc.apply(_mlp(), "ddc")
+    parametrizations.spectral_norm(model[0])
+    _step(model, torch.randn(4, 6))
+    before = copy.deepcopy(model.state_dict())
+    ddc.drop_stats(model)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert model[0].parametrizations.weight[0].training  # modes restored

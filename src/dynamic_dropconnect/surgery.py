@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvTransposeNd
 from torch.nn.utils import parametrize
@@ -436,14 +437,34 @@ def regularized_layers(model: nn.Module) -> dict[str, WeightRegularizer]:
 
 
 def regularized_weights(model: nn.Module) -> dict[str, tuple[WeightRegularizer, Tensor]]:
-    """``{name (as regularized_layers): (regularizer, the plain parameter)}``."""
+    """``{name (as regularized_layers): (regularizer, the weight its forward uses)}``.
+
+    The weight is the plain parameter, or for a parametrized layer the parametrized weight,
+    computed without side effects.
+    """
     out: dict[str, tuple[WeightRegularizer, Tensor]] = {}
     for name, module in model.named_modules():
         if is_regularized(module):
-            out[name] = (module.regularizer, module.weight)  # type: ignore[assignment]
+            out[name] = (module.regularizer, _weight_now(module))  # type: ignore[assignment]
     for name, (_, holder, param, regularizer) in regularized_parameters(model).items():
         out[name] = (regularizer, holder._parameters[param])  # type: ignore[assignment]
     return out
+
+
+def _weight_now(module: nn.Module) -> Tensor:
+    """``module.weight``; a parametrization computes it in eval mode and without autograd, so
+    that looking (drop_stats) does not step spectral_norm's power iteration."""
+    if not parametrize.is_parametrized(module, "weight"):
+        return module.weight  # type: ignore[return-value]
+    chain = module.parametrizations["weight"]  # type: ignore[index]
+    modes = [(m, m.training) for m in chain.modules()]
+    chain.eval()
+    try:
+        with torch.no_grad():
+            return module.weight  # type: ignore[return-value]
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def plain_state_dict(model: nn.Module) -> dict[str, Tensor]:
