@@ -112,6 +112,8 @@ def before_forward(module: nn.Module, regularizer: WeightRegularizer) -> None:
     group = _GROUP.get(regularizer)
     if group is False or not torch.distributed.is_initialized():
         return
+    if torch._C._current_graph_task_id() != -1:
+        return  # a checkpoint recomputation inside backward must reuse the forward's p_ij
     statistic = regularizer.grad_magnitude
     if statistic.numel() == 0:
         return  # sized at the first forward; nothing recorded yet
