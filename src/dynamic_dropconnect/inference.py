@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .regularizers import DropConnect, DynamicDropConnect, WeightRegularizer
-from .standout import Standout
+from .montecarlo import STOCHASTIC_TYPES, is_active, mc_passes
+from .regularizers import DynamicDropConnect, WeightRegularizer
 from .surgery import regularized_layers, regularized_weights
 
 __all__ = ["drop_probabilities", "drop_stats", "mc_predict"]
+
+logger = logging.getLogger("dynamic_dropconnect")
 
 
 def drop_probabilities(model: nn.Module) -> dict[str, Tensor]:
@@ -70,24 +73,6 @@ def drop_stats(model: nn.Module) -> dict[str, dict[str, Any]]:
     return stats
 
 
-_STOCHASTIC = (
-    WeightRegularizer,
-    Standout,
-    nn.modules.dropout._DropoutNd,  # every torch Dropout, and subclasses such as LockedDropout
-)
-
-
-def _is_active(module: nn.Module) -> bool:
-    """Whether ``module`` draws a non-trivial mask in training mode."""
-    if isinstance(module, DynamicDropConnect):
-        return module.p > 0 or module.pg > 0
-    if isinstance(module, DropConnect):
-        return module.p > 0
-    if isinstance(module, nn.modules.dropout._DropoutNd):
-        return module.p > 0
-    return isinstance(module, _STOCHASTIC)
-
-
 @contextlib.contextmanager
 def _fused_paths_off() -> Iterator[None]:
     """Turn off PyTorch's fused Transformer/attention inference paths: in eval mode under
@@ -139,6 +124,7 @@ def mc_predict(
     return_samples: bool = False,
     forward_fn: Callable[[nn.Module, Any], Any] | None = None,
     check_spread: bool = True,
+    fast: bool = True,
 ) -> Tensor:
     """Monte-Carlo prediction: average ``softmax`` over ``n_samples`` stochastic passes.
 
@@ -157,6 +143,15 @@ def mc_predict(
         forward_fn: ``forward_fn(model, inputs) -> output`` instead of the call above.
         check_spread: with ``n_samples >= 2`` and an active stochastic module, raise if all
             passes came out identical (a sign that some path bypassed the masks).
+        fast: compute the part of the network before the first random module once and repeat
+            only the rest, batched over passes where it can (:mod:`.montecarlo`; tensor inputs
+            and no ``forward_fn``; a model ``torch.fx`` cannot trace falls back by itself).
+            ``False``: whole passes in a loop. The path taken is logged at DEBUG level.
+
+    Cost: with DDC on the head of a CNN, ``T`` passes cost little more than one (the
+    convolutions run once, the head's passes are batched). With every layer random there is
+    nothing to share, and regularized convolutions run once per pass (batched, they were
+    slower); see ``benchmarks/mc_predict.py``.
 
     The model output may be a tensor of logits, a dict with ``"logits"``, an object with a
     ``.logits`` attribute (Hugging Face ``ModelOutput``) or a tuple whose first element is the
@@ -173,17 +168,25 @@ def mc_predict(
         raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
     forward = forward_fn or _call
     modes = {module: module.training for module in model.modules()}
-    stochastic = [name for name, module in model.named_modules() if _is_active(module)]
+    stochastic = [name for name, module in model.named_modules() if is_active(module)]
+
+    def probabilities(output: Any) -> Tensor:
+        return torch.softmax(_logits(output).float(), dim=-1)
+
     try:
         model.eval()
         for module in model.modules():
-            if isinstance(module, _STOCHASTIC):
+            if isinstance(module, STOCHASTIC_TYPES):
                 module.train()
         with _fused_paths_off():
-            samples = torch.stack(
-                [torch.softmax(_logits(forward(model, inputs)).float(), dim=-1)
-                 for _ in range(n_samples)]
-            )  # fmt: skip
+            samples = None
+            if fast and forward_fn is None and isinstance(inputs, Tensor | tuple | list):
+                samples = mc_passes(model, inputs, n_samples, probabilities)
+            if samples is None:
+                logger.debug("mc_predict: %d whole passes in a loop", n_samples)
+                samples = torch.stack(
+                    [probabilities(forward(model, inputs)) for _ in range(n_samples)]
+                )
     finally:
         for module, mode in modes.items():
             module.training = mode

@@ -1,0 +1,202 @@
+"""mc_predict's fast path (deterministic part once, random part batched or looped) against the
+plain loop of whole passes: identical where the masks can be forced equal, the same
+distribution elsewhere, and a fallback where torch.fx cannot trace."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+import dynamic_dropconnect as ddc
+from dynamic_dropconnect.montecarlo import mc_passes
+
+
+def _cnn(batchnorm: bool = False) -> nn.Module:
+    torch.manual_seed(0)
+    layers: list[nn.Module] = [nn.Conv2d(1, 4, 3, padding=1)]
+    layers += [nn.BatchNorm2d(4)] if batchnorm else []
+    layers += [nn.ReLU(), nn.AvgPool2d(2), nn.Flatten()]
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Sequential(*layers)
+            self.linear1 = nn.Linear(4 * 4 * 4, 16)
+            self.act1 = nn.ReLU()
+            self.linear2 = nn.Linear(16, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear2(self.act1(self.linear1(self.features(x))))
+
+    return Net()
+
+
+def _with_statistic(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """One backward, so DDC layers have per-edge rates; then eval, BatchNorm stats fixed."""
+    model.train()
+    model(x).sum().backward()
+    return model.eval()
+
+
+def _paths(caplog: pytest.LogCaptureFixture) -> str:
+    return " ".join(r.getMessage() for r in caplog.records if r.name == "dynamic_dropconnect")
+
+
+@pytest.mark.parametrize("method", ["dropconnect", "ddc"])
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_head_only_fast_path_draws_the_loops_masks(
+    method: str, batchnorm: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    x = torch.randn(6, 1, 8, 8)
+    generator = torch.Generator().manual_seed(0)
+    model = ddc.apply(_cnn(batchnorm), method, include=["linear1"], generator=generator)
+    _with_statistic(model, x)
+    running = [b.clone() for b in model.buffers()]
+    generator.manual_seed(7)
+    loop = ddc.mc_predict(model, x, 9, return_samples=True, fast=False)
+    generator.manual_seed(7)
+    with caplog.at_level(logging.DEBUG, logger="dynamic_dropconnect"):
+        fast = ddc.mc_predict(model, x, 9, return_samples=True)
+    assert "batched over 9 passes" in _paths(caplog)
+    assert fast.shape == loop.shape == (9, 6, 3)
+    torch.testing.assert_close(fast, loop, rtol=0, atol=1e-6)
+    assert fast.std(0).max() > 1e-3  # the passes differ
+    for before, after in zip(running, model.buffers(), strict=True):
+        if after.dtype.is_floating_point and after.numel() > 1:
+            torch.testing.assert_close(after, before)  # BatchNorm stayed in eval
+    assert not model.training
+
+
+def test_chunks_and_the_loop_after_a_full_chunk_draw_the_same_masks() -> None:
+    x = torch.randn(5, 1, 8, 8)
+    generator = torch.Generator().manual_seed(0)
+    model = ddc.apply(_cnn(), "dropconnect", include=["linear1"], generator=generator).eval()
+    generator.manual_seed(3)
+    loop = ddc.mc_predict(model, x, 11, return_samples=True, fast=False)
+    model.linear1.regularizer.train()  # mc_passes expects the Monte-Carlo modes
+    for chunk_bytes in (1, 8_000, 1 << 30):  # loop after one pass, chunks of a few, one chunk
+        generator.manual_seed(3)
+        with torch.no_grad():
+            fast = mc_passes(model, x, 11, lambda out: out.softmax(-1), chunk_bytes=chunk_bytes)
+        assert fast is not None
+        torch.testing.assert_close(fast, loop, rtol=0, atol=1e-6)
+
+
+def test_every_layer_random_with_dropout_has_the_loops_distribution() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(6, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 32), nn.ReLU(),
+        nn.Linear(32, 4),
+    )  # fmt: skip
+    ddc.apply(model, "ddc", p=0.3, pg=0.5)
+    x = torch.randn(3, 6)
+    _with_statistic(model, x)
+    torch.manual_seed(1)
+    loop = ddc.mc_predict(model, x, 3000, return_samples=True, fast=False)
+    fast = ddc.mc_predict(model, x, 3000, return_samples=True)
+    # Standard error of a mean of 3000 passes is < 0.01 here; of a std, about as much.
+    torch.testing.assert_close(fast.mean(0), loop.mean(0), rtol=0, atol=0.02)
+    torch.testing.assert_close(fast.std(0), loop.std(0), rtol=0, atol=0.02)
+    assert not torch.equal(fast[0], fast[1])
+
+
+def test_untraceable_model_falls_back_to_whole_passes(caplog: pytest.LogCaptureFixture) -> None:
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear1 = nn.Linear(4, 8)
+            self.linear2 = nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.sum() > 0:  # data-dependent: torch.fx cannot trace it
+                x = -x
+            return self.linear2(self.linear1(x))
+
+    generator = torch.Generator().manual_seed(0)
+    model = ddc.apply(Branchy(), "dropconnect", generator=generator)
+    x = torch.randn(5, 4)
+    generator.manual_seed(2)
+    loop = ddc.mc_predict(model, x, 6, return_samples=True, fast=False)
+    generator.manual_seed(2)
+    with caplog.at_level(logging.DEBUG, logger="dynamic_dropconnect"):
+        fast = ddc.mc_predict(model, x, 6, return_samples=True)
+    assert "cannot trace" in _paths(caplog)
+    assert "6 whole passes" in _paths(caplog)
+    torch.testing.assert_close(fast, loop, rtol=0, atol=0)
+
+
+def test_lstm_with_ddc_on_weight_hh_loops_only_the_random_part(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Tagger(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(20, 8)
+            self.rnn = nn.LSTM(8, 12, batch_first=True)
+            self.head = nn.Linear(12, 4)
+
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+            out, _ = self.rnn(self.embed(tokens))
+            return self.head(out[:, -1])
+
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    model = ddc.apply(Tagger(), "ddc", include="rnn.weight_hh_l0", generator=generator)
+    tokens = torch.randint(0, 20, (4, 7))
+    _with_statistic(model, tokens)
+    generator.manual_seed(5)
+    loop = ddc.mc_predict(model, tokens, 8, return_samples=True, fast=False)
+    generator.manual_seed(5)
+    with caplog.at_level(logging.DEBUG, logger="dynamic_dropconnect"):
+        fast = ddc.mc_predict(model, tokens, 8, return_samples=True)
+    assert "in a loop over 8 passes" in _paths(caplog)  # the embedding ran once
+    torch.testing.assert_close(fast, loop, rtol=0, atol=1e-6)
+    assert fast.std(0).max() > 1e-4
+
+
+def test_transformer_encoder_with_ddc_matches_the_loop_and_varies() -> None:
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+    model = nn.Sequential(nn.Linear(5, 16), nn.TransformerEncoder(layer, 2), nn.Linear(16, 3))
+    ddc.apply(model, "ddc", include=["1.layers.*.linear1"])
+    x = torch.randn(2, 4, 5)
+    _with_statistic(model, x)
+    torch.manual_seed(9)
+    loop = ddc.mc_predict(model, x, 5, return_samples=True, fast=False)
+    torch.manual_seed(9)
+    fast = ddc.mc_predict(model, x, 5, return_samples=True)
+    # The encoder is one opaque random module: the loop over it draws what whole passes draw.
+    torch.testing.assert_close(fast, loop, rtol=0, atol=1e-6)
+    assert fast.std(0).max() > 1e-4
+
+
+def test_plan_follows_changes_to_the_model() -> None:
+    model = ddc.apply(_cnn(), "dropconnect", include=["linear1"]).eval()
+    x = torch.randn(4, 1, 8, 8)
+    assert ddc.mc_predict(model, x, 4, return_samples=True).std(0).max() > 1e-3
+    ddc.remove(model)
+    plain = ddc.mc_predict(model, x, 4, return_samples=True)
+    with torch.no_grad():
+        expected = model(x).softmax(-1)
+    torch.testing.assert_close(plain, expected.expand(4, -1, -1))
+
+
+def test_huggingface_dict_inputs_take_whole_passes() -> None:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, num_labels=3, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = ddc.apply(transformers.BertForSequenceClassification(config), "dropconnect")
+    batch = {"input_ids": torch.randint(0, 50, (2, 6))}
+    torch.manual_seed(4)
+    loop = ddc.mc_predict(model, batch, 4, return_samples=True, fast=False)
+    torch.manual_seed(4)
+    fast = ddc.mc_predict(model, batch, 4, return_samples=True)
+    torch.testing.assert_close(fast, loop, rtol=0, atol=0)
+    assert fast.std(0).max() > 1e-4
