@@ -5,12 +5,16 @@ Every test here failed on the code before its fix (see the commit that added it)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -242,7 +246,7 @@ def test_bad_options_are_refused_before_anything_is_written(
     err = capsys.readouterr().err
     value = argv[argv.index(flag) + 1] if flag in argv else ""
     shown = value if flag != "--lr" else repr(float(value))  # a float is printed as Python does
-    assert f"{flag} " in err and shown in err, err
+    assert re.search(re.escape(flag) + "[ :]", err) and shown in err, err
     assert "valid" in err or "must" in err, err
     assert not out.exists()
 
@@ -352,3 +356,48 @@ def test_a_stale_lock_is_named_and_taken_over(
     assert f"stale lock of pid {pid}" in capsys.readouterr().out
     assert not (run / ".ddc-lock").exists()  # released at the end
     assert (run / "runs/ddc/seed0/result.json").exists()
+
+
+# 5. Signals reach the workers ------------------------------------------------------------
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def test_sigterm_stops_the_workers_and_exits_non_zero(tmp_path: Path) -> None:
+    from dynamic_dropconnect.experiments.io import pid_alive
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-u", "-m", "dynamic_dropconnect.experiments.cli", "compare"]
+    command += ["--methods", "none,ddc", "--seeds", "1", "--epochs", "5000", "--jobs", "2"]
+    command += ["--quiet", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    workers: list[int] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # "started RUN_DIR (pid N, ...)" per worker
+            if b"started " in line:
+                workers.append(int(line.split(b"(pid ")[1].split(b",")[0]))
+            if len(workers) == 2:
+                break
+        checkpoints = [out / f"runs/{m}/seed0/checkpoint.pt" for m in ("none", "ddc")]
+        deadline = time.time() + 60
+        while not all(c.exists() for c in checkpoints) and time.time() < deadline:
+            time.sleep(0.05)
+        assert all(c.exists() for c in checkpoints), "the workers did not start training"
+        assert json.loads((out / ".ddc-lock").read_text())["pid"] == proc.pid
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        assert code == 128 + signal.SIGTERM
+        assert proc.stderr is not None
+        assert b"SIGTERM" in proc.stderr.read()
+        assert [pid for pid in workers if pid_alive(pid)] == []
+        files = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+        time.sleep(1.0)  # nothing writes into the run directory any more
+        assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == files
+        assert not (out / ".ddc-lock").exists()
+    finally:
+        for pid in [proc.pid, *workers]:  # the processes this test started, if still there
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()

@@ -19,6 +19,7 @@ from .datasets import DATASETS, DatasetError, dataset_status, fetch_dataset, ver
 from .methods import MAIN_METHODS, METHODS
 from .schedules import SCHEDULES
 from .suite import (
+    Interrupted,
     RunDirError,
     RunOptions,
     RunsFailedError,
@@ -251,10 +252,12 @@ def _validate(command: str, args: argparse.Namespace) -> None:
         _check_whole("--subset", args.subset, 10)  # fewer cannot be split 90/10 into batches
         _check_whole("--jobs", args.jobs, 1)
         if args.lr is not None and not (0.0 < args.lr <= MAX_LR):  # NaN fails this too
-            raise UsageError(f"--lr must be a number in (0, {MAX_LR:g}], got {args.lr}")
+            raise UsageError(
+                f"--lr: lr must be a positive number, got {args.lr}; valid: (0, {MAX_LR:g}]"
+            )
         if args.schedule is not None and args.schedule not in SCHEDULES:
             raise UsageError(
-                f"--schedule {args.schedule!r} is unknown; valid: {', '.join(SCHEDULES)}"
+                f"--schedule: unknown schedule {args.schedule!r}; valid: {', '.join(SCHEDULES)}"
             )
         _check_device(args.device)
         _check_data_dir(args.data_dir)
@@ -367,6 +370,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             _list()
         elif command == "data":
             return _data(args.action, args.names, args.data_dir)
+    except Interrupted as stop:
+        print(
+            f"ddc {command}: {stop}; the runs were stopped (finished epochs are kept: continue "
+            "with --resume)",
+            file=sys.stderr,
+        )
+        return 128 + stop.signum
     except (RunDirError, RunsFailedError, DatasetError, ValueError) as err:
         print(f"ddc {command}: error: {err}", file=sys.stderr)
         return 2

@@ -17,12 +17,16 @@ end, after the report of the finished runs is written.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import json
 import math
 import multiprocessing as mp
 import os
+import re
+import signal
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -44,6 +48,7 @@ from .report import format_sweep_table, mean_drop_rate, plot_sweep_heatmap, writ
 from .training import PreparedData, RunSpec, prepare_data, train_run
 
 __all__ = [
+    "Interrupted",
     "RunDirError",
     "RunOptions",
     "RunsFailedError",
@@ -58,6 +63,41 @@ __all__ = [
 
 class RunDirError(RuntimeError):
     """A run directory that would be overwritten, or a resume that does not match."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT: the workers were stopped. A ``BaseException`` so that no run counts
+    it as its own failure."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGINT raise :class:`Interrupted` (once; later ones are ignored while the
+    workers are stopped), so the workers are stopped and the lock released before exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set in the main thread
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: Seconds a worker gets to exit after SIGTERM before it is killed.
+_WORKER_GRACE = 20.0
 
 
 class RunsFailedError(RuntimeError):
@@ -163,6 +203,19 @@ def lock_run_dir(out: Path, log: Callable[[str], None] = print) -> Iterator[None
 _BOOKKEEPING = (LOCK_NAME,)
 
 
+def _our_runs(runs: Path) -> bool:
+    """Whether ``runs`` has only our layout: ``<method>/seed<k>/`` folders."""
+    return all(
+        method.is_dir()
+        and method.name in METHODS
+        and all(seed.is_dir() and _SEED.match(seed.name) for seed in method.iterdir())
+        for method in runs.iterdir()
+    )
+
+
+_SEED = re.compile(r"^seed-?\d+$")
+
+
 def check_out_dir(out: str | Path) -> bool:
     """Whether ``out`` holds a run of ours (``config.json``); ``False`` for a new or empty
     directory. :class:`RunDirError` for a file, or a non-empty directory with no run in it
@@ -185,6 +238,8 @@ def check_out_dir(out: str | Path) -> bool:
         return True
     entries = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
     entries = [e for e in entries if e not in _BOOKKEEPING]
+    if entries == ["runs/"] and _our_runs(out / "runs"):
+        return False  # runs of ``python -m ...experiments.run`` (torchrun): no config.json
     if entries:
         shown = ", ".join(entries[:8]) + (
             f" and {len(entries) - 8} more" if len(entries) > 8 else ""
@@ -340,8 +395,25 @@ def _check_jobs(jobs: int, n_tasks: int) -> None:
         )
 
 
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGTERM this worker when its parent dies, even by SIGKILL, so
+    that no orphan goes on writing into the run directory."""
+    parent = mp.parent_process()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: SIGTERM forwarding still covers the parent
+        return
+    if parent is not None and os.getppid() != parent.pid:  # it died before prctl took effect
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
 def _worker(task: _Task, options: RunOptions, threads: int, conn: Connection) -> None:
     """One run in a spawned process; sends ``("ok", result)`` or ``("error", traceback)``."""
+    _die_with_parent()
     torch.set_num_threads(threads)
     try:
         data = _data(task.spec.experiment, task.spec.seed, options)
@@ -415,6 +487,43 @@ def _run_parallel(
     )
     pending = list(tasks)
     running: dict[Any, tuple[_Task, Connection]] = {}
+    try:
+        _drive(pending, running, context, worker_options, threads, options, finished, failures)
+    except BaseException:  # a signal (Interrupted), or an error of the parent itself
+        _stop(running, options.log)
+        raise
+
+
+def _stop(running: dict[Any, tuple[_Task, Connection]], log: Callable[[str], None]) -> None:
+    """SIGTERM every running worker and wait for it (SIGKILL after a grace period): none may
+    write into the run directory after the parent is gone."""
+    for process in running:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + _WORKER_GRACE
+    for process, (task, receive) in running.items():
+        receive.close()
+        if process.pid is None:  # interrupted before it started
+            continue
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+        log(f"stopped {task.run_dir} (pid {process.pid}); continue it with --resume")
+    running.clear()
+
+
+def _drive(
+    pending: list[_Task],
+    running: dict[Any, tuple[_Task, Connection]],
+    context: Any,
+    worker_options: RunOptions,
+    threads: int,
+    options: RunOptions,
+    finished: Callable[[_Task, dict[str, Any]], None],
+    failures: dict[str, str],
+) -> None:
+    """Start workers while there is room, collect the ones that ended, until all are done."""
     while pending or running:
         while pending and len(running) < options.jobs:
             task = pending.pop(0)
@@ -422,9 +531,9 @@ def _run_parallel(
             process = context.Process(
                 target=_worker, args=(task, worker_options, threads, send), daemon=True
             )
+            running[process] = (task, receive)  # first: a signal now still finds it
             process.start()
             send.close()
-            running[process] = (task, receive)
             options.log(f"started {task.run_dir} (pid {process.pid}, {threads} thread(s))")
         for process in list(running):
             task, receive = running[process]
@@ -481,7 +590,7 @@ def compare(
     _check_jobs(options.jobs, len(tasks))
     check_out_dir(out)  # before anything is loaded or written
     load_dataset(experiment.dataset, options.data_dir)  # missing data: one error, nothing written
-    with lock_run_dir(out, options.log):
+    with _signals_interrupt(), lock_run_dir(out, options.log):
         _start(out, experiment, methods, seeds, options)
         try:
             _execute(tasks, options)
@@ -533,7 +642,7 @@ def sweep(
     _check_jobs(options.jobs, len(tasks))
     check_out_dir(out)  # before anything is loaded or written
     load_dataset(experiment.dataset, options.data_dir)
-    with lock_run_dir(out, options.log):
+    with _signals_interrupt(), lock_run_dir(out, options.log):
         _start(out, experiment, ["ddc"], seeds, options, full)
         results = _execute(tasks, options)
         by_cell: dict[tuple[float, float, float], list[float]] = {}
