@@ -560,7 +560,7 @@ def test_single_use_model_under_torch_compile() -> None:
         layer.zero_grad(set_to_none=True)
         compiled(x).square().sum().backward()
         assert torch.equal(layer.regularizer.grad_magnitude, layer.weight.grad.abs())
-    assert not layer.regularizer._multi_use
+    assert not layer.regularizer._uses.multi
 
 
 @pytest.mark.parametrize("generator", [False, True])

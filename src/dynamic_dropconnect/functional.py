@@ -229,7 +229,9 @@ def _all_finite(magnitude: Tensor) -> Tensor:
     The sum is False for NaN and Inf entries alike; it is taken in float32 for half types,
     where a sum of finite entries overflows 65504 (float16) on any large layer.
     """
-    return magnitude.sum(dtype=compute_dtype(magnitude.dtype)) < float("inf")
+    dtype = compute_dtype(magnitude.dtype)
+    total = magnitude.sum() if dtype == magnitude.dtype else magnitude.sum(dtype=dtype)
+    return total < float("inf")
 
 
 def accumulate_gradient(total: Tensor, count: Tensor, grad: Tensor) -> None:

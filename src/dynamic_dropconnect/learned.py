@@ -222,7 +222,7 @@ class LearnedDropConnect(WeightRegularizer):
     def _theta_gradient(self, grads: tuple[Tensor | None, ...]) -> None:
         """θ's gradient from one use of the weight: one Adam step per backward, on the sum
         over the weight's uses when it has several (see ``WeightRegularizer._record_use``)."""
-        if not self._multi_use:
+        if not self._uses.multi:
             self._adam_step(grads)
             return
         total = self._theta_sum

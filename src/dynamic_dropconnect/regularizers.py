@@ -13,6 +13,7 @@ import warnings
 import weakref
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from numbers import Real
 from typing import Any, ClassVar, Literal
 
@@ -42,12 +43,30 @@ STATISTIC_UPDATES: tuple[str, ...] = ("backward", "step")
 _RNG_STASH = 64
 
 
+_graph_task_id = torch._C._current_graph_task_id  # -1 outside backward
+
+
 def _in_backward() -> bool:
     """Whether autograd is running a backward pass now (a checkpointed forward recomputes)."""
-    return torch._C._current_graph_task_id() != -1
+    return _graph_task_id() != -1
 
 
 DEFAULT_MAX_MASK_BYTES = 256 * 2**20
+
+
+@dataclass
+class _Uses:
+    """How often a regularizer's weight is used per step (see ``_record_use``).
+
+    A plain object rather than module attributes: ``nn.Module.__setattr__`` costs about a
+    microsecond, and these flags change at every forward and backward.
+    """
+
+    pending: bool = False  # a training forward not yet followed by a recorded backward
+    multi: bool = False  # sticky: a second training forward came before that backward
+    total: Tensor | None = None  # multi-use: signed sum of the uses' gradients, one backward
+    task: int = -1  # the autograd graph task that sum belongs to
+
 
 #: state_dict key (after the module's prefix) of the mask generator's state.
 GENERATOR_STATE_KEY = "generator_state"
@@ -170,12 +189,8 @@ class WeightRegularizer(GeneratorState):
         self.register_buffer("last_mean_drop_prob", torch.full((), float("nan")), persistent=False)
         self.register_buffer("last_kept_fraction", torch.full((), float("nan")), persistent=False)
         # A weight used several times in one forward (a shared layer, an RNN cell) gets
-        # dL/dW = sum over uses: see _record_use. A training forward not yet followed by a
-        # recorded backward, and the sticky flag set when a second one comes first.
-        self._forward_pending = False
-        self._multi_use = False
-        self._use_sum: Tensor | None = None  # signed sum of the uses' gradients, one backward
-        self._use_sum_task = -1  # the autograd graph task that sum belongs to
+        # dL/dW = sum over uses: see _record_use.
+        self._uses = _Uses()
 
     # -- to be provided by subclasses -------------------------------------------------------
     def drop_probabilities(self, weight: Tensor) -> Tensor | float:
@@ -206,10 +221,12 @@ class WeightRegularizer(GeneratorState):
         """
         if not self._records_gradient():
             return None
-        if torch.is_grad_enabled() and weight.requires_grad and not _in_backward():
-            if self._forward_pending:
-                self._multi_use = True
-            self._forward_pending = True
+        # _in_backward() inlined: this runs at every forward.
+        if torch.is_grad_enabled() and weight.requires_grad and _graph_task_id() == -1:
+            uses = self._uses
+            if uses.pending:
+                uses.multi = True
+            uses.pending = True
         return self._record_use
 
     def _record_use(self, grad: Tensor) -> None:
@@ -222,14 +239,15 @@ class WeightRegularizer(GeneratorState):
         unchanged as a whole. A backward of another graph task (micro-batches back-propagated
         separately) starts a new sum: the latest backward wins, as with single use.
         """
-        self._forward_pending = False
-        if not self._multi_use:
+        uses = self._uses
+        uses.pending = False
+        if not uses.multi:
             self._store_gradient(grad)
             return
         grad = grad.detach()
-        task = torch._C._current_graph_task_id()
-        total = self._use_sum
-        if task == self._use_sum_task and total is not None:
+        task = _graph_task_id()
+        total = uses.total
+        if task == uses.task and total is not None:
             total.add_(grad)  # the engine sums W's gradient in this same order: exact
             return
         if (
@@ -238,9 +256,9 @@ class WeightRegularizer(GeneratorState):
             or total.dtype != grad.dtype
             or (total.device != grad.device)
         ):
-            total = self._use_sum = torch.empty_like(grad, memory_format=torch.preserve_format)
+            total = uses.total = torch.empty_like(grad, memory_format=torch.preserve_format)
         total.copy_(grad)
-        self._use_sum_task = task
+        uses.task = task
         self._begin_uses()
         torch.autograd.Variable._execution_engine.queue_callback(self._end_uses)
 
@@ -249,9 +267,10 @@ class WeightRegularizer(GeneratorState):
 
     def _end_uses(self) -> None:
         """The graph task of the multi-use sum ended: store it."""
-        self._use_sum_task = -1
-        if self._use_sum is not None:
-            self._store_gradient(self._use_sum)
+        uses = self._uses
+        uses.task = -1
+        if uses.total is not None:
+            self._store_gradient(uses.total)
 
     @contextlib.contextmanager
     def _mask_generator(self) -> Iterator[torch.Generator | None]:
