@@ -230,10 +230,10 @@ def check_out_dir(out: str | Path) -> bool:
     config_path = out / "config.json"
     if config_path.exists():
         config = read_json_file(config_path)
-        if not {"experiment", "settings", "methods", "seeds"} <= set(config):
+        if not {"experiment", "methods", "seeds"} <= set(config):
             raise RunDirError(
-                f"{config_path} is not the config.json of a ddc run (no experiment, settings, "
-                "methods, seeds); choose another --out"
+                f"{config_path} is not the config.json of a ddc run (it lacks experiment, "
+                "methods or seeds); choose another --out"
             )
         return True
     entries = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
