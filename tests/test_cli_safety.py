@@ -34,8 +34,9 @@ def _compare(out: Path, *extra: str, epochs: int = 2, methods: str = "ddc") -> i
 
 
 @pytest.fixture(scope="module")
-def partial_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A digits-mlp run of 2 epochs (config.json says 2), ddc seed 0: checkpoint and result."""
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished digits-mlp run of 2 epochs, ddc seed 0 (tests delete result.json to make it
+    look unfinished, so that --resume loads the checkpoint)."""
     out = tmp_path_factory.mktemp("safety") / "run"
     assert _compare(out) == 0
     return out
@@ -66,9 +67,9 @@ def _plant_exploit(checkpoint: Path, marker: Path) -> None:
 
 
 def test_resume_refuses_a_checkpoint_that_would_run_code(
-    partial_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    run = _copy(partial_run, tmp_path)
+    run = _copy(small_run, tmp_path)
     seed = run / "runs/ddc/seed0"
     (seed / "result.json").unlink()  # unfinished: --resume loads the checkpoint
     marker = tmp_path / "pwned"
@@ -80,9 +81,9 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(
 
 
 def test_uncertainty_refuses_a_checkpoint_that_would_run_code(
-    partial_run: Path, tmp_path: Path
+    small_run: Path, tmp_path: Path
 ) -> None:
-    run = _copy(partial_run, tmp_path)
+    run = _copy(small_run, tmp_path)
     marker = tmp_path / "pwned"
     checkpoint = run / "runs/ddc/seed0/checkpoint.pt"
     _plant_exploit(checkpoint, marker)
@@ -97,10 +98,10 @@ def test_no_unsafe_torch_load_in_src() -> None:
     assert offenders == []
 
 
-def test_checkpoint_loads_with_weights_only(partial_run: Path) -> None:
-    state = torch.load(partial_run / "runs/ddc/seed0/checkpoint.pt", weights_only=True)
+def test_checkpoint_loads_with_weights_only(small_run: Path) -> None:
+    state = torch.load(small_run / "runs/ddc/seed0/checkpoint.pt", weights_only=True)
     assert isinstance(state["rng"], torch.Tensor) and len(state["rows"]) == 2
-    assert json.loads((partial_run / "config.json").read_text())["epochs"] == 2
+    assert json.loads((small_run / "config.json").read_text())["epochs"] == 2
 
 
 # 2. Stale uncertainty caches -------------------------------------------------------------
@@ -163,9 +164,9 @@ def test_out_into_a_non_empty_directory_without_a_run_is_refused(
 
 
 def test_resume_refuses_a_corrupt_checkpoint(
-    partial_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    run = _copy(partial_run, tmp_path)
+    run = _copy(small_run, tmp_path)
     seed = run / "runs/ddc/seed0"
     (seed / "result.json").unlink()
     checkpoint = seed / "checkpoint.pt"
@@ -180,9 +181,9 @@ def test_resume_refuses_a_corrupt_checkpoint(
     assert "No complete run yet" in (run / "results.md").read_text()
 
 
-def test_a_checkpoint_without_checksum_still_resumes(partial_run: Path, tmp_path: Path) -> None:
+def test_a_checkpoint_without_checksum_still_resumes(small_run: Path, tmp_path: Path) -> None:
     # Run directories written before checksums existed stay resumable.
-    run = _copy(partial_run, tmp_path)
+    run = _copy(small_run, tmp_path)
     seed = run / "runs/ddc/seed0"
     (seed / "result.json").unlink()
     (seed / "checkpoint.pt.sha256").unlink(missing_ok=True)
@@ -259,10 +260,16 @@ def test_out_that_is_a_file_is_an_error(tmp_path: Path, capsys: pytest.CaptureFi
     assert out.read_text() == "mine\n"
 
 
+def test_out_below_a_file_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "notes.txt").write_text("mine\n")
+    assert _compare(tmp_path / "notes.txt" / "run") == 2
+    assert "notes.txt" in capsys.readouterr().err
+
+
 def test_broken_run_files_are_named(
-    partial_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    run = _copy(partial_run, tmp_path)
+    run = _copy(small_run, tmp_path)
     metrics = run / "runs/ddc/seed0/metrics.csv"
     metrics.write_bytes(metrics.read_bytes()[:40] + b"\xff" + metrics.read_bytes()[41:])
     assert main(["report", str(run)]) == 2
@@ -276,8 +283,8 @@ def test_broken_run_files_are_named(
     assert str(run / "config.json") in capsys.readouterr().err
 
 
-def test_truncated_checkpoint_is_named(partial_run: Path, tmp_path: Path) -> None:
-    run = _copy(partial_run, tmp_path)
+def test_truncated_checkpoint_is_named(small_run: Path, tmp_path: Path) -> None:
+    run = _copy(small_run, tmp_path)
     checkpoint = run / "runs/ddc/seed0/checkpoint.pt"
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
     with pytest.raises(RunFileError, match=f"{checkpoint}.*corrupt"):
@@ -329,9 +336,9 @@ def _lock_of(pid: int) -> str:
 
 
 def test_a_run_directory_in_use_is_refused(
-    partial_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    run = _copy(partial_run, tmp_path)
+    run = _copy(small_run, tmp_path)
     (run / "runs/ddc/seed0/result.json").unlink()
     lock = run / ".ddc-lock"
     lock.write_text(_lock_of(os.getpid()))  # this test's process: alive
@@ -343,9 +350,9 @@ def test_a_run_directory_in_use_is_refused(
 
 
 def test_a_stale_lock_is_named_and_taken_over(
-    partial_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    run = _copy(partial_run, tmp_path)
+    run = _copy(small_run, tmp_path)
     (run / "runs/ddc/seed0/result.json").unlink()
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True

@@ -377,7 +377,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 128 + stop.signum
-    except (RunDirError, RunsFailedError, DatasetError, ValueError) as err:
+    except (RunDirError, RunsFailedError, DatasetError, ValueError, OSError) as err:
+        # OSError: a directory that cannot be created or written (permissions, disk full);
+        # its message names the path.
         print(f"ddc {command}: error: {err}", file=sys.stderr)
         return 2
     return 0

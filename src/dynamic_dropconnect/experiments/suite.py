@@ -226,6 +226,11 @@ def check_out_dir(out: str | Path) -> bool:
             f"--out {out} is a file, not a directory; choose a new or empty directory for the run"
         )
     if not out.is_dir():
+        above = next((a for a in out.absolute().parents if a.exists()), None)
+        if above is not None and not above.is_dir():
+            raise RunDirError(
+                f"--out {out} is below {above}, which is a file; choose a directory elsewhere"
+            )
         return False
     config_path = out / "config.json"
     if config_path.exists():
