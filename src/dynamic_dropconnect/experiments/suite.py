@@ -6,7 +6,13 @@ Layout of a run directory (every file written atomically)::
     RUN_DIR/runs/<method>/seed<k>/metrics.csv  per-epoch losses, accuracies, lr, drop statistics
     RUN_DIR/runs/<method>/seed<k>/result.json  accuracies at best-val / final / max epoch
     RUN_DIR/runs/<method>/seed<k>/checkpoint.pt last finished epoch, for --resume
+    RUN_DIR/runs/<method>/seed<k>/checkpoint.pt.sha256  its digest, checked on load
     RUN_DIR/results.json, results.md, plots/   written by :func:`report.write_report`
+    RUN_DIR/.ddc-lock                          pid and host of the ddc writing RUN_DIR
+
+Before anything is written every option is checked, and ``--out`` must be new, empty or a run
+of ours. One compare or sweep at a time holds a run directory (:func:`lock_run_dir`); SIGTERM
+or SIGINT stops its workers before it exits.
 
 Runs go one after another in this process, or ``jobs`` at a time in worker processes (spawned,
 one per run, with the CPU threads split between them). A run that fails, even one whose process

@@ -9,8 +9,11 @@ validation accuracy and at the final epoch (the max over epochs is kept, labelle
 Resumability: after every epoch the model, optimizer, random state, metrics and the experiment's
 settings are written atomically to ``checkpoint.pt``; a killed run restarted with ``resume=True``
 continues from the last finished epoch and ends with the same numbers. A checkpoint written under
-other settings (another protocol) is refused, never silently continued. Data order and
-augmentation come from a generator seeded by ``(seed, epoch)``, masks from the global RNG (saved).
+other settings (another protocol) is refused, never silently continued; so is a corrupt one (its
+sha256, written beside it, differs) or one holding more than tensors and plain data (it is loaded
+with ``weights_only=True``). An epoch whose training loss is not finite fails the run. Data order
+and augmentation come from a generator seeded by ``(seed, epoch)``, masks from the global RNG
+(saved).
 """
 
 from __future__ import annotations

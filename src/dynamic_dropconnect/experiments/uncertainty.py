@@ -19,8 +19,9 @@ are scikit-learn's ``roc_auc_score`` / ``roc_curve``. NLL, Brier and entropy are
 and the reliability-diagram bins (which neither library returns) are computed here.
 
 The model evaluated is the one in each run's ``checkpoint.pt``: the weights after the last
-epoch. Results go to ``RUN_DIR/runs/<method>/seed<k>/uncertainty.json`` (reused when present
-with the same settings), ``RUN_DIR/uncertainty.json``, ``uncertainty.md`` and
+epoch (runs not finished yet are marked in the table). Results go to
+``RUN_DIR/runs/<method>/seed<k>/uncertainty.json`` (reused when present with the same settings and
+the same checkpoint, by sha256), ``RUN_DIR/uncertainty.json``, ``uncertainty.md`` and
 ``plots/uncertainty_*.png``; ``ddc report`` re-renders the last three.
 """
 
