@@ -189,3 +189,16 @@ def test_large_half_gradient_is_recorded() -> None:
     (reg(weight) * upstream).sum().backward()
     assert reg.has_gradient
     assert torch.equal(reg.grad_magnitude, upstream)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_sample_mode_kept_fraction_in_every_dtype(dtype: torch.dtype) -> None:
+    # The kept count was summed in the weight's dtype: Inf in float16 past 65504 entries.
+    torch.manual_seed(8)
+    layer = ddc.apply(nn.Linear(256, 256), "dropconnect", include=[""], p=0.3, mask_mode="sample")
+    layer.to(dtype).train()
+    out = layer(torch.randn(64, 256).to(dtype))  # 64 x 65536 = 4.2M draws
+    assert torch.isfinite(out).all()
+    kept = float(layer.regularizer.last_kept_fraction)
+    # 4.5 SE is 1e-3; the monitor buffer has the model's dtype (bf16 spacing at 0.7: 0.004).
+    assert abs(kept - 0.7) <= _tolerance(0.3, 64 * 256 * 256) + 0.004, kept

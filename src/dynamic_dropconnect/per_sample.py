@@ -84,7 +84,8 @@ class _PerSampleFn(torch.autograd.Function):
         # Draw from a copy so the caller's generator advances exactly as it would without
         # chunking: by one uniform per edge and example.
         replay = _replay(state, device)
-        outputs, kept = [], weight.new_zeros(())
+        # The kept count as an integer: in float16 it overflows past 65504 entries.
+        outputs, kept = [], torch.zeros((), dtype=torch.int64, device=device)
         for start, stop, scale in _chunk_scales(
             weight.detach(), probs, x.shape[0], options["chunk"], options["rescale"], replay
         ):
@@ -94,7 +95,7 @@ class _PerSampleFn(torch.autograd.Function):
             outputs.append(op(x[start:stop], weights))
             del weights
         source.set_state(replay.get_state())
-        options["on_kept"](kept / (x.shape[0] * weight.numel()))
+        options["on_kept"](kept / (x.shape[0] * weight.numel()))  # true division: float32
         ctx.state, ctx.op, ctx.options, ctx.probs = state, op, options, probs
         ctx.save_for_backward(x, weight)
         return torch.cat(outputs)
