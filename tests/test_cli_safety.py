@@ -370,7 +370,9 @@ def test_a_stale_lock_is_named_and_taken_over(
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
-def test_sigterm_stops_the_workers_and_exits_non_zero(tmp_path: Path) -> None:
+def test_sigterm_stops_the_workers_and_exits_non_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from dynamic_dropconnect.experiments.io import pid_alive
 
     out = tmp_path / "run"
@@ -393,6 +395,10 @@ def test_sigterm_stops_the_workers_and_exits_non_zero(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert all(c.exists() for c in checkpoints), "the workers did not start training"
         assert json.loads((out / ".ddc-lock").read_text())["pid"] == proc.pid
+        # A second ddc in the same directory is refused while this one runs (6.).
+        second = ["compare", "--methods", "none,ddc", "--seeds", "1", "--epochs", "5000"]
+        assert main([*second, "--quiet", "--resume", "--out", str(out)]) == 2
+        assert f"in use by ddc pid {proc.pid}" in capsys.readouterr().err
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
         assert code == 128 + signal.SIGTERM
