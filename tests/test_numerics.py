@@ -202,3 +202,15 @@ def test_sample_mode_kept_fraction_in_every_dtype(dtype: torch.dtype) -> None:
     kept = float(layer.regularizer.last_kept_fraction)
     # 4.5 SE is 1e-3; the monitor buffer has the model's dtype (bf16 spacing at 0.7: 0.004).
     assert abs(kept - 0.7) <= _tolerance(0.3, 64 * 256 * 256) + 0.004, kept
+
+
+@pytest.mark.parametrize("method", ["ddc", "ddc-learned", "dropconnect"])
+def test_double_model_still_trains(method: str) -> None:
+    # theta stays float32 under .double() as under .half(): its features follow it.
+    torch.manual_seed(9)
+    model = ddc.apply(nn.Sequential(nn.Linear(8, 8)), method).double().train()
+    x = torch.randn(4, 8, dtype=torch.float64)
+    for _ in range(3):
+        out = model(x)
+        assert out.dtype == torch.float64 and torch.isfinite(out).all()
+        out.square().sum().backward()

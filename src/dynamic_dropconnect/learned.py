@@ -244,15 +244,15 @@ class LearnedDropConnect(WeightRegularizer):
     def features(self, weight: Tensor) -> Tensor:
         """``(numel, 4)`` features of every edge (see :data:`FEATURES`), detached."""
         self.prepare(weight)
-        dtype = F.compute_dtype(weight.dtype)  # theta is float32: features of half weights too
+        dtype = torch.float32  # theta's dtype (see _apply), whatever the weight's
         seen = self.has_gradient.to(dtype)
         columns = [
             _zscore(self.grad_magnitude.flatten()) * seen,  # 0 before the first gradient
             _zscore(weight.detach().abs().flatten()),
-            self.sign_agreement.flatten().to(dtype),
-            self.previous_p.flatten().to(dtype),
+            self.sign_agreement.flatten(),
+            self.previous_p.flatten(),
         ]
-        return torch.stack(columns, 1)
+        return torch.stack([column.to(dtype) for column in columns], 1)
 
     def rate_model(self, features: Tensor) -> Tensor:
         """``p = p_max * sigmoid(f_theta(features))`` for ``(..., 4)`` features."""
@@ -292,7 +292,7 @@ class LearnedDropConnect(WeightRegularizer):
         if not self.training:
             return weight
         feats = self.features(weight)
-        dtype = feats.dtype  # float32 for half weights: 1 - 1e-6 is 1.0 in float16
+        dtype = feats.dtype  # float32 also for half weights: 1 - 1e-6 is 1.0 in float16
         with self._mask_generator() as generator:
             u = torch.rand(
                 weight.shape, generator=generator, device=weight.device, dtype=dtype
