@@ -147,6 +147,10 @@ class WeightRegularizer(GeneratorState):
             of the original one (checkpoint restores only the global RNG, so a custom
             generator would otherwise draw a new mask and give wrong input gradients).
 
+    Half precision (``model.half()``, bfloat16): the drop probabilities and the uniforms of
+    the mask are computed in float32 (see :func:`~dynamic_dropconnect.functional.compute_dtype`),
+    so ``P(keep) = 1 - p_ij`` as in float32; the effective weight keeps the weight's dtype.
+
     Exact resume: pass ``generator=`` (a ``torch.Generator``); its state is then part of the
     ``state_dict`` (key ``generator_state``, a CPU ``uint8`` tensor) and is restored by
     ``load_state_dict``, so a model + optimizer checkpoint taken in the middle of training
