@@ -71,6 +71,12 @@ def _add_run_options(parser: argparse.ArgumentParser, seeds: int) -> None:
         "--lr", type=float, help="override the experiment's peak learning rate (same schedule)"
     )
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="train through torch.compile (inductor, eager's masks): ~1.5x faster CNN steps "
+        "after a warm-up of 20-90 s per run; recorded, --resume keeps it",
+    )
+    parser.add_argument(
         "--schedule",
         help=f"learning-rate schedule, one of {', '.join(SCHEDULES)} (default: the "
         "experiment's; 'authors' for the paper's experiments)",
@@ -321,6 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 resume=args.resume,
                 progress=not args.quiet,
                 jobs=args.jobs,
+                compile=args.compile,
             )
         if command == "compare":
             out = args.out or _default_out(experiment.name)

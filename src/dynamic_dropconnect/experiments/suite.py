@@ -324,6 +324,8 @@ def _open_run_dir(out: Path, config: dict[str, Any], resume: bool, experiment: E
         previous = read_json_file(config_path)
         keys = ("experiment", "epochs", "subset", "hyperparameters")
         changed = [k for k in keys if previous.get(k) != config.get(k)]
+        if previous.get("compile", False) != config.get("compile", False):  # older: no key
+            changed.append(f"compile: {previous.get('compile', False)} -> {config['compile']}")
         differences = experiment.differences(previous.get("settings") or {})
         if differences:
             changed.append("settings")
@@ -353,6 +355,7 @@ class RunOptions:
     progress: bool = True
     log: Callable[[str], None] = print
     jobs: int = 1
+    compile: bool = False  # torch.compile every run's training step (part of the run's config)
 
 
 def _start(
@@ -372,6 +375,7 @@ def _start(
         "subset": options.subset,
         "device": options.device,
         "hyperparameters": hyperparameters,
+        "compile": options.compile,
     }
     _open_run_dir(out, config, options.resume, experiment)
 
@@ -495,6 +499,7 @@ def _run_parallel(
         resume=options.resume,
         progress=False,
         jobs=1,
+        compile=options.compile,
     )
     pending = list(tasks)
     running: dict[Any, tuple[_Task, Connection]] = {}
@@ -593,7 +598,8 @@ def compare(
     out = Path(out)
     tasks = [
         _Task(
-            RunSpec(experiment, method, seed, options.device), out / "runs" / method / f"seed{seed}"
+            RunSpec(experiment, method, seed, options.device, compile=options.compile),
+            out / "runs" / method / f"seed{seed}",
         )
         for seed in seeds
         for method in methods
@@ -644,7 +650,14 @@ def sweep(
     cells = list(product(full["p"], full["pg"], full["tau"]))
     tasks = [
         _Task(
-            RunSpec(experiment, "ddc", seed, options.device, {"p": p, "pg": pg, "tau": tau}),
+            RunSpec(
+                experiment,
+                "ddc",
+                seed,
+                options.device,
+                {"p": p, "pg": pg, "tau": tau},
+                compile=options.compile,
+            ),
             out / "grid" / f"p{p}_pg{pg}_tau{tau}" / f"seed{seed}",
         )
         for p, pg, tau in cells
@@ -667,7 +680,14 @@ def sweep(
         if matched:
             matched_tasks = {
                 out / "matched" / f"dropconnect_p{rate:.2f}" / f"seed{seed}": _Task(
-                    RunSpec(experiment, "dropconnect", seed, options.device, {"p": round(rate, 2)}),
+                    RunSpec(
+                        experiment,
+                        "dropconnect",
+                        seed,
+                        options.device,
+                        {"p": round(rate, 2)},
+                        compile=options.compile,
+                    ),
                     out / "matched" / f"dropconnect_p{rate:.2f}" / f"seed{seed}",
                 )
                 for rate in sorted(set(rates.values()))

@@ -123,6 +123,7 @@ class RunSpec:
     seed: int
     device: str = "cpu"
     method_options: dict[str, Any] = field(default_factory=dict)
+    compile: bool = False  # train through torch.compile (inductor), see compiled()
 
 
 class TrainingDivergedError(RuntimeError):
@@ -257,6 +258,20 @@ def _append_learned_curves(path: Path, epoch: int, model: nn.Module) -> None:
     atomic_write_json(path, history)
 
 
+def compiled(net: nn.Module) -> nn.Module:
+    """``torch.compile(net)`` (inductor) drawing the masks eager PyTorch would draw.
+
+    ``fallback_random``: inductor's own RNG would give other masks than eager for the same seed
+    (measured: outputs 1.2-1.7 apart after a step, docs/integrations.md), so compiled and eager
+    runs of one seed could not be compared mask for mask; with it they differ only by float
+    rounding. It costs little: only the drop masks are random here.
+    """
+    import torch._inductor.config as inductor_config
+
+    inductor_config.fallback_random = True
+    return torch.compile(net)  # type: ignore[return-value]
+
+
 def _result(spec: RunSpec, rows: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
     best = max(rows, key=lambda r: (r["val_acc"], -r["epoch"]))  # first epoch of best val
     return {
@@ -271,6 +286,7 @@ def _result(spec: RunSpec, rows: list[dict[str, Any]], complete: bool) -> dict[s
         "max_test_acc": max(r["test_acc"] for r in rows),
         "train_seconds": sum(r["seconds"] for r in rows),
         "complete": complete,
+        "compile": spec.compile,
         "settings": spec.experiment.to_dict(),
     }
 
@@ -329,7 +345,10 @@ def train_run(
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(model)
+    if spec.compile:  # once per run; evaluation stays eager (its batches differ in size)
+        net = compiled(net)
     layers = ddc.regularized_layers(model)
+    warmup: float | None = None  # seconds of the first (compiling) step of this process
 
     for epoch in range(len(rows), experiment.epochs):
         started = time.perf_counter()
@@ -349,11 +368,16 @@ def train_run(
             f"{spec.method} s{spec.seed} e{epoch + 1}",
             progress and rank == 0,
         ):
+            step_started = time.perf_counter() if warmup is None and spec.compile else 0.0
             optimizer.zero_grad(set_to_none=True)
             logits = net(x)
             loss = F.cross_entropy(logits, y)
             loss.backward()
             optimizer.step()
+            if step_started:
+                warmup = time.perf_counter() - step_started
+                if rank == 0:
+                    print(f"{out}: torch.compile warm-up (first step) {warmup:.1f} s", flush=True)
             # Accumulate on the device: no host synchronisation inside the step.
             loss_sum += loss.detach().double() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
@@ -408,6 +432,8 @@ def train_run(
 
     complete = len(rows) == experiment.epochs
     result = _result(spec, rows, complete)
+    if warmup is not None:
+        result["compile_warmup_seconds"] = round(warmup, 1)
     if rank == 0:
         if layers and complete:
             probs = ddc.drop_probabilities(model)
