@@ -19,15 +19,21 @@ from .datasets import DATASETS, DatasetError, dataset_status, fetch_dataset, ver
 from .methods import MAIN_METHODS, METHODS
 from .schedules import SCHEDULES
 from .suite import (
+    TUNE_NAMES,
+    TUNE_SCORE,
+    TUNE_SEED_OFFSET,
     Interrupted,
     RunDirError,
     RunOptions,
     RunsFailedError,
     check_grid,
     check_out_dir,
+    check_sweep_tune,
+    check_tune,
     compare,
     shortened,
     sweep,
+    tune_seeds,
 )
 
 __all__ = ["main"]
@@ -40,6 +46,26 @@ def _csv(kind: type, text: str) -> list:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated {kind.__name__}s: {text!r}"
         ) from err
+
+
+def _tune_flag(text: str) -> tuple[str, list[float]]:
+    """``NAME=V1,V2,...`` of ``--tune``."""
+    name, sep, values = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=V1,V2,... (NAME one of {', '.join(TUNE_NAMES)}), got {text!r}"
+        )
+    return name.strip(), _csv(float, values)
+
+
+def _tune_grid(args: argparse.Namespace) -> dict[str, list[float]]:
+    """The ``--tune`` flags as ``{name: values}``; a name given twice is a UsageError."""
+    grid: dict[str, list[float]] = {}
+    for name, values in args.tune or []:
+        if name in grid:
+            raise UsageError(f"--tune {name} is given twice; give each name once")
+        grid[name] = values
+    return grid
 
 
 def _default_out(prefix: str) -> Path:
@@ -80,6 +106,22 @@ def _add_run_options(parser: argparse.ArgumentParser, seeds: int) -> None:
         "--schedule",
         help=f"learning-rate schedule, one of {', '.join(SCHEDULES)} (default: the "
         "experiment's; 'authors' for the paper's experiments)",
+    )
+    parser.add_argument(
+        "--tune",
+        action="append",
+        type=_tune_flag,
+        metavar="NAME=V1,V2,...",
+        help=f"tune NAME per method on the validation split before the evaluation seeds "
+        f"(repeatable; names: {', '.join(TUNE_NAMES)}; a name a method does not take is "
+        f"skipped for it). Score: {TUNE_SCORE}",
+    )
+    parser.add_argument(
+        "--tune-seeds",
+        type=int,
+        default=2,
+        help=f"seeds per grid point (default 2): {TUNE_SEED_OFFSET}+seed0 on, never the "
+        "evaluation seeds",
     )
 
 
@@ -135,6 +177,24 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="evaluate on the first N test (and N out-of-distribution) examples only",
     )
+
+    p = sub.add_parser(
+        "robustness",
+        help="accuracy under corruptions, FGSM/PGD attacks and edge removal of a run's models",
+    )
+    p.add_argument("run_dir", type=Path)
+    p.add_argument(
+        "--parts",
+        type=lambda t: _csv(str, t),
+        default=["corruptions", "adversarial", "pruning"],
+        help="comma-separated, from: corruptions, adversarial, pruning (sequence experiments: "
+        "pruning only)",
+    )
+    p.add_argument("--examples", type=int, default=1000, help="first N test examples (0: all)")
+    p.add_argument("--seed", type=int, default=0, help="corruptions, PGD start, random pruning")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--batch-size", type=int, default=500, help="examples per chunk")
 
     sub.add_parser("list", help="experiments, methods, datasets (and whether present)")
 
@@ -267,6 +327,15 @@ def _validate(command: str, args: argparse.Namespace) -> None:
             )
         _check_device(args.device)
         _check_data_dir(args.data_dir)
+        _check_whole("--tune-seeds", args.tune_seeds, 1)
+        if args.tune:
+            tune_seeds(_seeds(args), args.tune_seeds)
+            last = TUNE_SEED_OFFSET + args.seed0 + args.tune_seeds - 1
+            if last > MAX_SEED:
+                raise UsageError(
+                    f"--tune-seeds {args.tune_seeds} with --seed0 {args.seed0}: the last tune "
+                    f"seed {last} is above {MAX_SEED}; use a smaller --seed0 or --tune-seeds"
+                )
         if args.out is not None:
             check_out_dir(args.out)
     if command == "compare":
@@ -278,8 +347,10 @@ def _validate(command: str, args: argparse.Namespace) -> None:
                 f"--methods: unknown method(s) {', '.join(unknown)}; valid: {', '.join(METHODS)}"
             )
         _check_unique("--methods", args.methods)
+        check_tune(_tune_grid(args), args.methods, get_experiment(args.experiment))
     if command == "sweep":
         check_grid({"p": args.p, "pg": args.pg, "tau": args.tau}, get_experiment(args.experiment))
+        check_sweep_tune(_tune_grid(args))
     if command == "uncertainty":
         bad = [t for t in args.samples if t < 1]
         if not args.samples or bad:
@@ -331,13 +402,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if command == "compare":
             out = args.out or _default_out(experiment.name)
-            path = compare(experiment, args.methods, _seeds(args), out, options)
+            path = compare(
+                experiment,
+                args.methods,
+                _seeds(args),
+                out,
+                options,
+                tune=_tune_grid(args),
+                tune_seed_count=args.tune_seeds,
+            )
             print(path.read_text())
             print(f"Written: {path}")
         elif command == "sweep":
             out = args.out or _default_out(f"sweep-{experiment.name}")
             grid = {"p": args.p, "pg": args.pg, "tau": args.tau}
-            path = sweep(experiment, grid, _seeds(args), out, options, matched=not args.no_matched)
+            path = sweep(
+                experiment,
+                grid,
+                _seeds(args),
+                out,
+                options,
+                matched=not args.no_matched,
+                tune=_tune_grid(args),
+                tune_seed_count=args.tune_seeds,
+            )
             print((path.parent / "sweep.md").read_text())
             print(f"Written: {path}, sweep.md and heatmaps in {path.parent / 'plots'}")
         elif command == "synthetic":
@@ -370,6 +458,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 data_dir=args.data_dir,
                 batch_size=args.batch_size,
                 examples=args.examples,
+            )
+            print(path.read_text())
+            print(f"Written: {path}")
+        elif command == "robustness":
+            from .robustness import evaluate_run as robustness_run
+
+            _check_whole("--examples", args.examples, 0)
+            _check_whole("--seed", args.seed, 0, MAX_SEED)
+            _check_whole("--batch-size", args.batch_size, 1)
+            _check_device(args.device)
+            _check_data_dir(args.data_dir)
+            path = robustness_run(
+                args.run_dir,
+                parts=args.parts,
+                examples=args.examples or None,
+                seed=args.seed,
+                device=args.device,
+                data_dir=args.data_dir,
+                batch_size=args.batch_size,
             )
             print(path.read_text())
             print(f"Written: {path}")

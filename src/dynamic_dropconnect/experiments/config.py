@@ -64,6 +64,12 @@ class Experiment:
             raise ValueError(f"lr must be a positive number, got {lr!r}")
         return replace(self, lr=float(lr))
 
+    def with_weight_decay(self, weight_decay: float) -> Experiment:
+        """Another weight decay (the optimizer's, on every parameter)."""
+        if not (isinstance(weight_decay, int | float) and 0 <= weight_decay < float("inf")):
+            raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
+        return replace(self, weight_decay=float(weight_decay))
+
     def with_schedule(self, schedule: str) -> Experiment:
         return replace(self, schedule=schedule)
 

@@ -7,6 +7,8 @@ Layout of a run directory (every file written atomically)::
     RUN_DIR/runs/<method>/seed<k>/result.json  accuracies at best-val / final / max epoch
     RUN_DIR/runs/<method>/seed<k>/checkpoint.pt last finished epoch, for --resume
     RUN_DIR/runs/<method>/seed<k>/checkpoint.pt.sha256  its digest, checked on load
+    RUN_DIR/tune/<method>/<point>/seed<k>/     --tune: the runs of every grid point (own seeds)
+    RUN_DIR/tune.json                          --tune: validation scores and the chosen points
     RUN_DIR/results.json, results.md, plots/   written by :func:`report.write_report`
     RUN_DIR/.ddc-lock                          pid and host of the ddc writing RUN_DIR
 
@@ -50,20 +52,33 @@ from .config import Experiment
 from .datasets import DatasetError, load_dataset
 from .io import atomic_write_json, atomic_write_text, pid_alive, read_json_file
 from .methods import METHODS, apply_method
-from .report import format_sweep_table, mean_drop_rate, plot_sweep_heatmap, write_report
+from .report import (
+    format_sweep_table,
+    load_metrics,
+    mean_drop_rate,
+    plot_sweep_heatmap,
+    write_report,
+)
 from .training import PreparedData, RunSpec, prepare_data, train_run
 
 __all__ = [
+    "TUNE_NAMES",
+    "TUNE_SCORE",
+    "TUNE_SEED_OFFSET",
     "Interrupted",
     "RunDirError",
     "RunOptions",
     "RunsFailedError",
     "check_grid",
     "check_out_dir",
+    "check_tune",
     "compare",
     "lock_run_dir",
+    "select_point",
     "shortened",
     "sweep",
+    "tune_seeds",
+    "tuned_names",
 ]
 
 
@@ -314,6 +329,286 @@ def check_grid(grid: dict[str, Sequence[float]], experiment: Experiment) -> None
             raise ValueError(f"sweep cell {flags} is not valid: {err}") from err
 
 
+# --------------------------------------------------------------------------------------------
+# Tuning (--tune): every method gets the same grid budget, chosen on the validation split
+# --------------------------------------------------------------------------------------------
+
+#: ``--tune`` names: the method kinds that take each (``None``: every method), and the valid
+#: range as (low, high, low included, high included).
+_TUNE_KINDS: dict[str, tuple[str, ...] | None] = {
+    "lr": None,
+    "weight_decay": None,
+    "p": ("dropout", "locked-dropout", "dropconnect", "ddc"),
+    "pg": ("ddc",),
+    "tau": ("ddc",),
+    "target": ("ddc-learned",),
+}
+_TUNE_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "lr": (0.0, 10.0, False, True),
+    "weight_decay": (0.0, math.inf, True, False),
+    "p": (0.0, 1.0, True, False),
+    "pg": (0.0, math.inf, True, False),
+    "tau": (0.0, 1.0, True, True),
+    "target": (0.0, 1.0, False, False),
+}
+TUNE_NAMES: tuple[str, ...] = tuple(_TUNE_KINDS)
+#: Tune seeds are ``TUNE_SEED_OFFSET + seed0 + i``: disjoint from the evaluation seeds.
+TUNE_SEED_OFFSET = 1000
+#: How a grid point is scored (on the validation split only; the test split is never read).
+TUNE_SCORE = (
+    "mean over the tune seeds of the best validation accuracy (best_val_acc); ties broken by "
+    "the lower mean validation loss at that epoch, then by grid order"
+)
+#: The keys of a run's result that selection may read: validation only, never test.
+_VAL_KEYS = ("best_val_acc", "best_val_epoch")
+
+
+def tuned_names(method: str) -> tuple[str, ...]:
+    """The ``--tune`` names ``method`` takes. A DDC variant defined by fixing one of them
+    (``ddc-no-threshold``: tau=0) does not take that one: tuning it would undo the variant."""
+    spec = METHODS[method]
+    return tuple(
+        name
+        for name, kinds in _TUNE_KINDS.items()
+        if (kinds is None or spec.kind in kinds)
+        and not (spec.kind == "ddc" and name in spec.options)
+    )
+
+
+def tune_seeds(seeds: Sequence[int], count: int) -> list[int]:
+    """The ``count`` tune seeds of a run whose evaluation seeds are ``seeds``:
+    ``TUNE_SEED_OFFSET + min(seeds)`` on. ``ValueError`` when they would overlap ``seeds``."""
+    if not isinstance(count, int) or count < 1:
+        raise ValueError(f"--tune-seeds must be a whole number >= 1, got {count!r}")
+    first = TUNE_SEED_OFFSET + min(seeds)
+    chosen = list(range(first, first + count))
+    shared = sorted(set(chosen) & set(seeds))
+    if shared:
+        raise ValueError(
+            f"tune seeds {first}..{first + count - 1} overlap the evaluation seeds at {shared[0]}; "
+            f"use fewer than {TUNE_SEED_OFFSET} evaluation seeds"
+        )
+    return chosen
+
+
+def check_tune(
+    tune: dict[str, Sequence[float]],
+    methods: Sequence[str],
+    experiment: Experiment | None = None,
+) -> None:
+    """``ValueError`` naming the ``--tune`` name or value for an unknown name, a name none of
+    ``methods`` takes, a repeated, non-finite or out-of-range value, or a grid point that a
+    method refuses (DDC: ``p`` above ``p_max``)."""
+    for name, values in tune.items():
+        if name not in _TUNE_KINDS:
+            raise ValueError(f"--tune {name}: unknown name; valid: {', '.join(TUNE_NAMES)}")
+        taken = [m for m in methods if name in tuned_names(m)]
+        if not taken:
+            valid = sorted({n for m in methods for n in tuned_names(m)}, key=TUNE_NAMES.index)
+            raise ValueError(
+                f"--tune {name}: none of the methods {', '.join(methods)} takes {name}; valid "
+                f"for them: {', '.join(valid)}"
+            )
+        if not values:
+            raise ValueError(f"--tune {name}= is empty; give one or more comma-separated numbers")
+        repeated = [v for i, v in enumerate(values) if v in values[:i]]
+        if repeated:
+            raise ValueError(
+                f"--tune {name}={','.join(map(str, values))} repeats {repeated[0]}; each value "
+                "must be given once"
+            )
+        low, high, low_in, high_in = _TUNE_RANGES[name]
+        for value in values:
+            above = value >= low if low_in else value > low
+            below = value <= high if high_in else value < high
+            if not (isinstance(value, int | float) and math.isfinite(value) and above and below):
+                bracket = (
+                    ("[" if low_in else "(") + f"{low:g}, {high:g}" + ("]" if high_in else ")")
+                )
+                raise ValueError(f"--tune {name}={value} is not valid: {name} must be in {bracket}")
+    for method in methods:
+        if METHODS[method].kind not in ("ddc", "dropconnect", "ddc-learned"):
+            continue
+        base = experiment.method_options.get(method, {}) if experiment else {}
+        for point in _points(tune, method):
+            options = {k: v for k, v in point.items() if k not in ("lr", "weight_decay")}
+            if not options:
+                continue
+            try:
+                apply_method(_OneLayer(), method, {**base, **options})
+            except (TypeError, ValueError) as err:
+                raise ValueError(
+                    f"--tune grid point {_label(point)} is not valid for {method}: {err}"
+                ) from err
+
+
+def _points(tune: dict[str, Sequence[float]], method: str) -> list[dict[str, float]]:
+    """The grid points of ``method``: the cartesian product over the names it takes (in the
+    order given); ``[{}]`` when it takes none."""
+    names = [n for n in tune if n in tuned_names(method)]
+    return [dict(zip(names, values, strict=True)) for values in product(*(tune[n] for n in names))]
+
+
+def _label(point: dict[str, float]) -> str:
+    """A grid point's folder name, e.g. ``lr0.01_p0.3``."""
+    return "_".join(f"{name}{value:g}" for name, value in point.items())
+
+
+def _split_point(
+    experiment: Experiment, point: dict[str, float]
+) -> tuple[Experiment, dict[str, float]]:
+    """``experiment`` with the point's ``lr`` / ``weight_decay``, and the method options."""
+    if "lr" in point:
+        experiment = experiment.with_lr(point["lr"])
+    if "weight_decay" in point:
+        experiment = experiment.with_weight_decay(point["weight_decay"])
+    return experiment, {k: v for k, v in point.items() if k not in ("lr", "weight_decay")}
+
+
+def _validation_score(result: dict[str, Any], run_dir: Path) -> dict[str, float]:
+    """A tune run's score from validation numbers only: its best validation accuracy and the
+    validation loss at that epoch (NaN when metrics.csv lacks it). Test keys are never read."""
+    val = {k: result[k] for k in _VAL_KEYS}
+    columns = load_metrics(run_dir / "metrics.csv")
+    loss = math.nan
+    if "epoch" in columns and "val_loss" in columns:
+        at = np.flatnonzero(columns["epoch"] == val["best_val_epoch"])
+        if at.size:
+            loss = float(columns["val_loss"][at[0]])
+    return {"val_acc": float(val["best_val_acc"]), "val_loss": loss}
+
+
+def select_point(grid: Sequence[dict[str, Any]]) -> int:
+    """Index of the best grid entry (``{"val_acc", "val_loss"}`` means over tune seeds):
+    highest ``val_acc``, then lowest ``val_loss`` (NaN counts as worst), then the first."""
+    if not grid:
+        raise ValueError("select_point: the grid is empty")
+
+    def key(i: int) -> tuple[float, float, int]:
+        loss = grid[i]["val_loss"]
+        return (grid[i]["val_acc"], -loss if math.isfinite(loss) else -math.inf, -i)
+
+    return max(range(len(grid)), key=key)
+
+
+def _tune(
+    out: Path,
+    experiment: Experiment,
+    methods: Sequence[str],
+    tune: dict[str, Sequence[float]],
+    seeds: Sequence[int],
+    options: RunOptions,
+    *,
+    base_options: dict[str, dict[str, Any]] | None = None,
+    folder: Callable[[str], Path] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Train every grid point of every method on ``seeds`` (tune seeds) and choose, per
+    method, the best on the validation split (:data:`TUNE_SCORE`).
+
+    ``base_options`` (per method key) are method options every point of it keeps (a sweep
+    cell); ``folder(key)`` is where that key's points go (default ``out/tune/<key>``). Keys
+    are methods, or ``"<method>:<anything>"`` for several settings of one method.
+
+    Returns ``{key: {"names", "grid": [{"point", "label", "val_acc", "val_loss",
+    "per_seed"}], "selected": point}}``; a key whose method takes none of the names has an
+    empty grid and selects ``{}`` (nothing trained)."""
+    base_options = base_options or {}
+    plan: dict[str, list[tuple[dict[str, float], list[_Task]]]] = {}
+    tasks: list[_Task] = []
+    for key in methods:
+        method = key.split(":")[0]
+        points = _points(tune, method)
+        plan[key] = []
+        if points == [{}]:
+            continue
+        where = folder(key) if folder else out / "tune" / key
+        for point in points:
+            run_experiment, point_options = _split_point(experiment, point)
+            point_tasks = [
+                _Task(
+                    RunSpec(
+                        run_experiment,
+                        method,
+                        seed,
+                        options.device,
+                        {**base_options.get(key, {}), **point_options},
+                        compile=options.compile,
+                    ),
+                    where / _label(point) / f"seed{seed}",
+                )
+                for seed in seeds
+            ]
+            plan[key].append((point, point_tasks))
+            tasks += point_tasks
+    results: dict[Path, dict[str, Any]] = {}
+    if tasks:
+        try:
+            results = _execute(
+                tasks, dataclasses.replace(options, jobs=min(options.jobs, len(tasks))), "tune"
+            )
+        except RunsFailedError as failed:
+            raise RunsFailedError(
+                failed.failures,
+                note="tuning is incomplete, so no evaluation run was started; fix the cause and "
+                "continue with --resume (the finished tune runs are kept)",
+            ) from None
+    record: dict[str, dict[str, Any]] = {}
+    for key, entries in plan.items():
+        grid = []
+        for point, point_tasks in entries:
+            per_seed = {
+                str(t.spec.seed): _validation_score(results[t.run_dir], t.run_dir)
+                for t in point_tasks
+            }
+            losses = [s["val_loss"] for s in per_seed.values()]
+            loss = float(np.mean(losses)) if all(map(math.isfinite, losses)) else math.nan
+            grid.append(
+                {
+                    "point": point,
+                    "label": _label(point),
+                    "val_acc": float(np.mean([s["val_acc"] for s in per_seed.values()])),
+                    "val_loss": loss,
+                    "per_seed": per_seed,
+                }
+            )
+        record[key] = {
+            "names": [n for n in tune if n in tuned_names(key.split(":")[0])],
+            "grid": grid,
+            "selected": grid[select_point(grid)]["point"] if grid else {},
+        }
+    return record
+
+
+#: What ``sweep --tune`` may tune: the sweep's own axes are p, pg and tau.
+_SWEEP_TUNE = ("lr", "weight_decay")
+
+
+def check_sweep_tune(tune: dict[str, Sequence[float]]) -> None:
+    """``ValueError`` for a ``sweep --tune`` name other than lr and weight_decay (the sweep's
+    axes p, pg, tau are swept, not tuned) or a bad value."""
+    bad = [name for name in tune if name not in _SWEEP_TUNE]
+    if bad:
+        raise ValueError(
+            f"sweep --tune {bad[0]}: a sweep tunes only {', '.join(_SWEEP_TUNE)} (p, pg and tau "
+            "are its grid: give them as --p, --pg, --tau)"
+        )
+    check_tune(tune, ["ddc", "dropconnect"])
+
+
+def _tune_config(
+    tune: dict[str, Sequence[float]] | None, seeds: Sequence[int]
+) -> dict[str, Any] | None:
+    """What config.json records of ``--tune`` (``None`` without it)."""
+    if not tune:
+        return None
+    return {
+        "grid": {name: list(values) for name, values in tune.items()},
+        "seeds": list(seeds),
+        "seed_offset": TUNE_SEED_OFFSET,
+        "score": TUNE_SCORE,
+    }
+
+
 def _open_run_dir(out: Path, config: dict[str, Any], resume: bool, experiment: Experiment) -> None:
     config_path = out / "config.json"
     if check_out_dir(out):
@@ -326,6 +621,9 @@ def _open_run_dir(out: Path, config: dict[str, Any], resume: bool, experiment: E
         changed = [k for k in keys if previous.get(k) != config.get(k)]
         if previous.get("compile", False) != config.get("compile", False):  # older: no key
             changed.append(f"compile: {previous.get('compile', False)} -> {config['compile']}")
+        if previous.get("tune") != config.get("tune"):  # older: no key, no tuning
+            old, new = _describe_tune(previous.get("tune")), _describe_tune(config.get("tune"))
+            changed.append(f"tune: {old} -> {new}")
         differences = experiment.differences(previous.get("settings") or {})
         if differences:
             changed.append("settings")
@@ -342,6 +640,13 @@ def _open_run_dir(out: Path, config: dict[str, Any], resume: bool, experiment: E
             "seeds": sorted(set(previous["seeds"]) | set(config["seeds"])),
         }
     atomic_write_json(config_path, config)
+
+
+def _describe_tune(tune: dict[str, Any] | None) -> str:
+    if not tune:
+        return "no --tune"
+    flags = " ".join(f"--tune {k}={','.join(map(str, v))}" for k, v in tune["grid"].items())
+    return f"{flags} on tune seeds {tune['seeds']}"
 
 
 @dataclass(frozen=True)
@@ -365,6 +670,7 @@ def _start(
     seeds: Sequence[int],
     options: RunOptions,
     hyperparameters: dict[str, list[float]] | None = None,
+    tune: dict[str, Any] | None = None,
 ) -> None:
     config = {
         "experiment": experiment.name,
@@ -376,6 +682,7 @@ def _start(
         "device": options.device,
         "hyperparameters": hyperparameters,
         "compile": options.compile,
+        "tune": tune,
     }
     _open_run_dir(out, config, options.resume, experiment)
 
@@ -440,14 +747,24 @@ def _worker(task: _Task, options: RunOptions, threads: int, conn: Connection) ->
         conn.close()
 
 
-def _execute(tasks: Sequence[_Task], options: RunOptions) -> dict[Path, dict[str, Any]]:
-    """Run ``tasks`` (``options.jobs`` at a time); results by run dir, failures raised last."""
+def _execute(
+    tasks: Sequence[_Task], options: RunOptions, phase: str = ""
+) -> dict[Path, dict[str, Any]]:
+    """Run ``tasks`` (``options.jobs`` at a time); results by run dir, failures raised last.
+    In the ``"tune"`` phase only validation numbers are logged."""
     _check_jobs(options.jobs, len(tasks))
     results: dict[Path, dict[str, Any]] = {}
     failures: dict[str, str] = {}
 
     def finished(task: _Task, result: dict[str, Any]) -> None:
         results[task.run_dir] = result
+        if phase == "tune":
+            options.log(
+                f"tune {task.run_dir.parent.name} {task.spec.method:>18} seed {task.spec.seed}: "
+                f"best val acc {100 * result['best_val_acc']:.2f}% "
+                f"(epoch {result['best_val_epoch']})"
+            )
+            return
         options.log(
             f"{task.spec.experiment.name} {task.spec.method:>18} seed {task.spec.seed}: "
             f"test acc @ best val {100 * result['test_acc_at_best_val']:.2f}% "
@@ -579,6 +896,9 @@ def compare(
     seeds: Sequence[int],
     out: str | Path,
     options: RunOptions | None = None,
+    *,
+    tune: dict[str, Sequence[float]] | None = None,
+    tune_seed_count: int = 2,
 ) -> Path:
     """Train every method × seed of ``experiment`` into ``out`` and write the report.
 
@@ -586,6 +906,12 @@ def compare(
     the same split, initial weights and batch order, so the paired test is meaningful. With
     ``options.jobs > 1`` the runs go in parallel worker processes. When runs fail, the report of
     the others is still written and :class:`RunsFailedError` is raised.
+
+    With ``tune`` (``{name: values}``, see :data:`TUNE_NAMES`) every method first trains every
+    point of its grid (the product over the names it takes) on ``tune_seed_count`` tune seeds
+    of its own (:func:`tune_seeds`, disjoint from ``seeds``) under ``out/tune/``; the point
+    with the best validation score (:data:`TUNE_SCORE`; the test split is never read) is then
+    trained on ``seeds``. ``tune.json`` holds the grid, its scores and the choices.
     """
     options = options or RunOptions()
     unknown = [m for m in methods if m not in METHODS]
@@ -596,21 +922,47 @@ def compare(
         )
     _check_seeds(seeds)
     out = Path(out)
-    tasks = [
-        _Task(
-            RunSpec(experiment, method, seed, options.device, compile=options.compile),
-            out / "runs" / method / f"seed{seed}",
-        )
-        for seed in seeds
-        for method in methods
-    ]
-    _check_jobs(options.jobs, len(tasks))
+    tune = {k: list(v) for k, v in (tune or {}).items()}
+    extra_seeds: list[int] = []
+    if tune:
+        check_tune(tune, methods, experiment)
+        extra_seeds = tune_seeds(seeds, tune_seed_count)
+    n_tune = sum(len(p) for m in methods if (p := _points(tune, m)) != [{}]) * len(extra_seeds)
+    _check_jobs(options.jobs, max(len(methods) * len(seeds), n_tune))
     check_out_dir(out)  # before anything is loaded or written
     load_dataset(experiment.dataset, options.data_dir)  # missing data: one error, nothing written
     with _signals_interrupt(), lock_run_dir(out, options.log):
-        _start(out, experiment, methods, seeds, options)
+        _start(out, experiment, methods, seeds, options, tune=_tune_config(tune, extra_seeds))
+        chosen: dict[str, dict[str, float]] = {}
+        if tune:
+            record = _tune(out, experiment, methods, tune, extra_seeds, options)
+            atomic_write_json(
+                out / "tune.json",
+                {**(_tune_config(tune, extra_seeds) or {}), "methods": record},
+            )
+            chosen = {m: r["selected"] for m, r in record.items()}
+            for method, point in chosen.items():
+                if point:
+                    options.log(f"tuned {method}: {_label(point)} (best on validation)")
+        tasks = []
+        for seed in seeds:
+            for method in methods:
+                run_experiment, method_options = _split_point(experiment, chosen.get(method, {}))
+                tasks.append(
+                    _Task(
+                        RunSpec(
+                            run_experiment,
+                            method,
+                            seed,
+                            options.device,
+                            method_options,
+                            compile=options.compile,
+                        ),
+                        out / "runs" / method / f"seed{seed}",
+                    )
+                )
         try:
-            _execute(tasks, options)
+            _execute(tasks, dataclasses.replace(options, jobs=min(options.jobs, len(tasks))))
         except RunsFailedError as failed:
             # The report of the finished runs, and the failures whatever becomes of it.
             try:
@@ -631,6 +983,8 @@ def sweep(
     options: RunOptions | None = None,
     *,
     matched: bool = True,
+    tune: dict[str, Sequence[float]] | None = None,
+    tune_seed_count: int = 2,
 ) -> Path:
     """Grid over DDC's ``p``, ``pg``, ``tau``; writes ``sweep.json``, ``sweep.md`` and heatmaps.
 
@@ -639,36 +993,72 @@ def sweep(
     drop rate (the realized rate of its DDC runs, averaged over epochs and seeds, rounded to
     0.01; cells with the same rate share those runs), trained on the same seeds, and the
     gain of DDC over it. Returns the path of ``sweep.json``.
+
+    With ``tune`` (``lr`` and/or ``weight_decay`` only) every DDC cell, and then every matched
+    DropConnect, first trains its grid on ``tune_seed_count`` tune seeds (as in
+    :func:`compare`; under ``out/tune/ddc/<cell>/`` and ``out/tune/matched/<dropconnect>/``)
+    and is evaluated at the point best on validation: each side of a gain gets the same budget.
+    The rows record the choices (``tuned``, ``matched_tuned``); ``tune.json`` the grids.
     """
     options = options or RunOptions()
     out = Path(out)
     names = ("p", "pg", "tau")
     check_grid(grid, experiment)
     _check_seeds(seeds)
+    tune = {k: list(v) for k, v in (tune or {}).items()}
+    extra_seeds: list[int] = []
+    if tune:
+        check_sweep_tune(tune)
+        extra_seeds = tune_seeds(seeds, tune_seed_count)
     defaults = (0.3, 0.5, 0.5)
     full = {k: list(grid.get(k, [d])) for k, d in zip(names, defaults, strict=True)}
     cells = list(product(full["p"], full["pg"], full["tau"]))
-    tasks = [
-        _Task(
-            RunSpec(
-                experiment,
-                "ddc",
-                seed,
-                options.device,
-                {"p": p, "pg": pg, "tau": tau},
-                compile=options.compile,
-            ),
-            out / "grid" / f"p{p}_pg{pg}_tau{tau}" / f"seed{seed}",
-        )
-        for p, pg, tau in cells
-        for seed in seeds
-    ]
-    _check_jobs(options.jobs, len(tasks))
+    n_points = len(list(product(*tune.values()))) if tune else 0
+    _check_jobs(
+        options.jobs, max(len(cells) * len(seeds), len(cells) * n_points * len(extra_seeds))
+    )
     check_out_dir(out)  # before anything is loaded or written
     load_dataset(experiment.dataset, options.data_dir)
     with _signals_interrupt(), lock_run_dir(out, options.log):
-        _start(out, experiment, ["ddc"], seeds, options, full)
-        results = _execute(tasks, options)
+        _start(out, experiment, ["ddc"], seeds, options, full, tune=_tune_config(tune, extra_seeds))
+        cell_keys = {cell: f"ddc:p{cell[0]}_pg{cell[1]}_tau{cell[2]}" for cell in cells}
+        chosen: dict[str, dict[str, float]] = {}
+        tune_record: dict[str, Any] = {}
+        if tune:
+            tune_record = _tune(
+                out,
+                experiment,
+                list(cell_keys.values()),
+                tune,
+                extra_seeds,
+                options,
+                base_options={
+                    key: dict(zip(names, cell, strict=True)) for cell, key in cell_keys.items()
+                },
+                folder=lambda key: out / "tune" / "ddc" / key.split(":")[1],
+            )
+            chosen = {key: entry["selected"] for key, entry in tune_record.items()}
+            atomic_write_json(
+                out / "tune.json", {**(_tune_config(tune, extra_seeds) or {}), "cells": tune_record}
+            )
+        tasks = []
+        for p, pg, tau in cells:
+            cell_experiment = _split_point(experiment, chosen.get(cell_keys[(p, pg, tau)], {}))[0]
+            tasks += [
+                _Task(
+                    RunSpec(
+                        cell_experiment,
+                        "ddc",
+                        seed,
+                        options.device,
+                        {"p": p, "pg": pg, "tau": tau},
+                        compile=options.compile,
+                    ),
+                    out / "grid" / f"p{p}_pg{pg}_tau{tau}" / f"seed{seed}",
+                )
+                for seed in seeds
+            ]
+        results = _execute(tasks, dataclasses.replace(options, jobs=min(options.jobs, len(tasks))))
         by_cell: dict[tuple[float, float, float], list[float]] = {}
         for task in tasks:  # the run directories of the tasks, not a second copy of their paths
             hp = task.spec.method_options
@@ -677,11 +1067,35 @@ def sweep(
             )
         rates = {cell: float(np.nanmean(values)) for cell, values in by_cell.items()}
         matched_results: dict[Path, dict[str, Any]] = {}
+        matched_chosen: dict[str, dict[str, float]] = {}
+        if matched and tune:
+            rate_keys = [f"dropconnect:{r:.2f}" for r in sorted(set(rates.values()))]
+            matched_record = _tune(
+                out,
+                experiment,
+                rate_keys,
+                tune,
+                extra_seeds,
+                options,
+                base_options={key: {"p": round(float(key.split(":")[1]), 2)} for key in rate_keys},
+                folder=lambda key: out / "tune" / "matched" / f"dropconnect_p{key.split(':')[1]}",
+            )
+            matched_chosen = {key: entry["selected"] for key, entry in matched_record.items()}
+            tune_record.update(matched_record)
+            atomic_write_json(
+                out / "tune.json", {**(_tune_config(tune, extra_seeds) or {}), "cells": tune_record}
+            )
         if matched:
+            twin_experiment = {
+                f"{r:.2f}": _split_point(
+                    experiment, matched_chosen.get(f"dropconnect:{r:.2f}", {})
+                )[0]
+                for r in set(rates.values())
+            }
             matched_tasks = {
                 out / "matched" / f"dropconnect_p{rate:.2f}" / f"seed{seed}": _Task(
                     RunSpec(
-                        experiment,
+                        twin_experiment[f"{rate:.2f}"],
                         "dropconnect",
                         seed,
                         options.device,
@@ -708,6 +1122,10 @@ def sweep(
                 "test_acc": result["test_acc_at_best_val"],
                 "mean_drop_rate": rate,
             }
+            if tune:
+                row["tuned"] = chosen[cell_keys[(hp["p"], hp["pg"], hp["tau"])]]
+            if matched and tune:
+                row["matched_tuned"] = matched_chosen[f"dropconnect:{rate:.2f}"]
             if matched:
                 twin = matched_results[
                     out / "matched" / f"dropconnect_p{rate:.2f}" / f"seed{task.spec.seed}"
@@ -727,6 +1145,13 @@ def sweep(
         protocol = (
             f"{experiment.epochs} epochs, peak lr {experiment.lr:g}, {experiment.schedule} schedule"
             + (f", at most {options.subset} examples per split" if options.subset else "")
+            + (
+                f"; tuned per cell and per matched DropConnect over "
+                f"{' × '.join(k + ' ' + ','.join(map(str, v)) for k, v in tune.items())} "
+                f"on tune seeds {extra_seeds} by {TUNE_SCORE}"
+                if tune
+                else ""
+            )
         )
         atomic_write_text(
             out / "sweep.md", format_sweep_table(rows, experiment.name, len(seeds), protocol)
