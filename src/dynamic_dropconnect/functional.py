@@ -18,7 +18,9 @@ For one weight tensor ``W`` with gradient ``g`` (of the loss w.r.t. the effectiv
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from numbers import Real
 from typing import Any, Literal
 
 import torch
@@ -37,9 +39,12 @@ __all__ = [
     "compute_dtype",
     "ddc_drop_probabilities",
     "drop_connect",
+    "mask_variance",
+    "permute_rates",
     "record_gradient",
     "rescale_factor",
     "sample_keep_mask",
+    "variance_matched_rate",
 ]
 
 Direction = Literal["small", "big"]
@@ -170,6 +175,57 @@ def sample_keep_mask(
     # mask is made in the weight's dtype without a bool temporary.
     mask = uniform.ge_(probs)
     return mask if dtype == like.dtype else mask.to(like.dtype)
+
+
+def permute_rates(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """``probs`` with its entries randomly permuted over the whole tensor (same shape).
+
+    The "shuffled" control: every rate of the map is kept (the sorted values are identical),
+    only which edge gets which is random, so the drop noise is no longer tied to the edge's
+    statistic. One ``randperm`` on ``probs``'s device drawn from ``generator`` (the global RNG
+    if ``None``) and a gather: no host synchronisation.
+    """
+    perm = torch.randperm(probs.numel(), generator=generator, device=probs.device)
+    return probs.reshape(-1)[perm].view(probs.shape)
+
+
+def mask_variance(
+    probs: Tensor | float, *, mean: Tensor | None = None, out: Tensor | None = None
+) -> Tensor | float:
+    """Mean Bernoulli variance of the mask, ``mean(p_ij * (1 - p_ij))``, on the device.
+
+    At a fixed mean rate this is largest (``p(1-p)``) when every edge has the same rate; a
+    spread-out (U-shaped) map injects less noise. Computed as ``mean(p) - p.p / numel``: one
+    dot product on top of the mean (``mean``: ``probs.mean()`` if the caller has it already),
+    no weight-sized temporary; ``out``: a 0-dim tensor to write the result into.
+    """
+    if not isinstance(probs, Tensor):
+        return probs * (1.0 - probs)
+    flat = probs.reshape(-1)
+    mean = flat.mean() if mean is None else mean
+    # One fused op for the division, the subtraction and the copy into ``out`` (hot path).
+    return torch.sub(mean, torch.dot(flat, flat), alpha=1.0 / max(flat.numel(), 1), out=out)
+
+
+def variance_matched_rate(variance: float) -> float:
+    """The fixed DropConnect rate ``p <= 0.5`` whose mask variance ``p(1-p)`` is ``variance``.
+
+    ``p = (1 - sqrt(1 - 4v)) / 2``, computed as ``2v / (1 + sqrt(1 - 4v))`` (no cancellation
+    for small ``v``). Use it with a regularizer's logged ``mean(p_ij(1-p_ij))`` (the
+    ``mask_var/<layer>`` column of metrics.csv) to run DropConnect with the same amount of
+    mask noise, e.g. ``v = 0.13`` gives ``p = 0.1536``. ``variance`` must be in
+    ``[0, 0.25]``; values up to 1e-6 above 0.25 (float rounding of a logged mean) count as
+    0.25.
+    """
+    if isinstance(variance, bool) or not isinstance(variance, Real):
+        raise TypeError(
+            f"variance must be a number in [0, 0.25], got {variance!r} ({type(variance).__name__})"
+        )
+    v = float(variance)
+    if not 0.0 <= v <= 0.25 + 1e-6:  # also rejects NaN
+        raise ValueError(f"variance must be in [0, 0.25] (p(1-p) of a rate p), got {variance!r}")
+    v = min(v, 0.25)
+    return 2.0 * v / (1.0 + math.sqrt(1.0 - 4.0 * v))
 
 
 def rescale_factor(

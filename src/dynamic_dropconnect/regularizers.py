@@ -151,6 +151,14 @@ class WeightRegularizer(GeneratorState):
     the mask are computed in float32 (see :func:`~dynamic_dropconnect.functional.compute_dtype`),
     so ``P(keep) = 1 - p_ij`` as in float32; the effective weight keeps the weight's dtype.
 
+    Monitoring (device buffers, never read back by the step, not in the ``state_dict``): of
+    the last training forward, ``last_mean_drop_prob`` (mean ``p_ij``), ``last_kept_fraction``
+    (realized ``sum(M)/numel``) and, once ``track_mask_var = True`` is set on the module,
+    ``last_mask_var``: the mean mask variance ``mean(p_ij(1-p_ij))`` (NaN until then; see
+    :func:`~dynamic_dropconnect.functional.variance_matched_rate`). It is off by default
+    because it costs one more weight-sized reduction per forward (a dot product: 2-30 us per
+    layer on CPU).
+
     Exact resume: pass ``generator=`` (a ``torch.Generator``); its state is then part of the
     ``state_dict`` (key ``generator_state``, a CPU ``uint8`` tensor) and is restored by
     ``load_state_dict``, so a model + optimizer checkpoint taken in the middle of training
@@ -158,6 +166,12 @@ class WeightRegularizer(GeneratorState):
     whose state the training loop must save and restore itself
     (``torch.get_rng_state()``, ``torch.cuda.get_rng_state_all()``).
     """
+
+    #: Subclasses with a per-edge map may set it (an option): permute ``p_ij`` over the
+    #: layer's edges before each mask (see :func:`~dynamic_dropconnect.functional.permute_rates`).
+    shuffle: bool = False
+    #: Fill ``last_mask_var`` at every training forward (see "Monitoring" above).
+    track_mask_var: bool = False
 
     def __init__(
         self,
@@ -192,6 +206,10 @@ class WeightRegularizer(GeneratorState):
         # probability used and the kept fraction realized by the last training forward.
         self.register_buffer("last_mean_drop_prob", torch.full((), float("nan")), persistent=False)
         self.register_buffer("last_kept_fraction", torch.full((), float("nan")), persistent=False)
+        # Mean mask variance mean(p_ij(1-p_ij)) of the last training forward (with
+        # track_mask_var): the noise a map injects at its mean rate. Non-persistent, like the
+        # two above, so checkpoints written before it existed still load strictly.
+        self.register_buffer("last_mask_var", torch.full((), float("nan")), persistent=False)
         # A weight used several times in one forward (a shared layer, an RNN cell) gets
         # dL/dW = sum over uses: see _record_use.
         self._uses = _Uses()
@@ -315,6 +333,9 @@ class WeightRegularizer(GeneratorState):
         self._before_mask(weight)
         probs = self.drop_probabilities(weight)
         with self._mask_generator() as generator:
+            # Drawn under the mask's generator: a checkpoint recomputation replays it too.
+            if self.shuffle and isinstance(probs, Tensor):
+                probs = F.permute_rates(probs, generator)
             mask = F.sample_keep_mask(weight.detach(), probs, generator)
         kept = mask.mean()
         scale = mask.div_(F.rescale_factor(mask, probs, self.rescale, kept=kept))
@@ -338,6 +359,9 @@ class WeightRegularizer(GeneratorState):
         probs = self.drop_probabilities(weight)
         self._monitor(probs, None)
         with self._mask_generator() as generator:
+            # One permutation per forward, shared by the examples' masks.
+            if self.shuffle and isinstance(probs, Tensor):
+                probs = F.permute_rates(probs, generator)
             return per_sample_masked_op(
                 x,
                 weight,
@@ -360,9 +384,14 @@ class WeightRegularizer(GeneratorState):
     def _monitor(self, probs: Tensor | float, kept: Tensor | None) -> None:
         # copy_ from a device tensor, never .item(): monitoring must not synchronise.
         if isinstance(probs, Tensor):
-            self._buffer("last_mean_drop_prob").copy_(probs.mean())
+            mean = probs.mean()
+            self._buffer("last_mean_drop_prob").copy_(mean)
+            if self.track_mask_var:
+                F.mask_variance(probs, mean=mean, out=self._buffer("last_mask_var"))
         else:
             self._buffer("last_mean_drop_prob").fill_(probs)
+            if self.track_mask_var:
+                self._buffer("last_mask_var").fill_(probs * (1.0 - probs))
         if kept is not None:
             self._buffer("last_kept_fraction").copy_(kept)
 
@@ -387,6 +416,12 @@ def _check_rate(
     ok = low <= number < high if high_open else low <= number <= high
     if not ok:
         raise ValueError(f"{owner}: {name} must be {valid}, got {value!r}")
+
+
+def _check_flag(owner: str, name: str, value: Any) -> None:
+    """``value`` must be a bool (a string such as ``"false"`` would be truthy)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{owner}: {name} must be True or False, got {value!r}")
 
 
 class DropConnect(WeightRegularizer):
@@ -485,6 +520,13 @@ class DynamicDropConnect(WeightRegularizer):
         preset: ``"default"`` or ``"reference"``: the authors' code bit for bit in semantics
             (no drop at all before the first gradient, no clamp, empirical rescale, dense
             update, batch mask); an explicit option that contradicts it is an error.
+        shuffle: control (default ``False``): each training forward randomly permutes the
+            ``p_ij`` that DDC computed over the layer's edges before drawing the mask (one
+            ``randperm`` from ``generator``, on the device). The layer keeps exactly the rates
+            DDC would use (same multiset, same mean rate and mask variance, same rescale
+            amplification), but which edge gets which rate is no longer tied to its
+            gradient: what DDC gains over its shuffled self is the gradient guidance. The
+            statistic is still recorded; :meth:`drop_probabilities` returns the unshuffled map.
         **options: ``rescale``, ``update``, ``mask_mode``, ``max_mask_bytes``, ``generator``
             (see :class:`WeightRegularizer`).
 
@@ -521,9 +563,11 @@ class DynamicDropConnect(WeightRegularizer):
         eps: float = 1e-9,
         preset: str = "default",
         statistic_update: str = "backward",
+        shuffle: bool = False,
         **options: Any,
     ) -> None:
         name = type(self).__name__
+        _check_flag(name, "shuffle", shuffle)
         check_choice(f"{name}: preset", preset, PRESETS)
         if preset == "reference":
             given = {"p_max": p_max, **options}
@@ -567,6 +611,7 @@ class DynamicDropConnect(WeightRegularizer):
         self.eps = float(eps)
         self.preset = preset
         self.statistic_update = statistic_update
+        self.shuffle = shuffle
         # |dL/dW_eff| of the most recent finite backward; sized lazily to the weight.
         self.register_buffer("grad_magnitude", torch.zeros(0))
         self.register_buffer("has_gradient", torch.zeros((), dtype=torch.bool))
@@ -686,5 +731,7 @@ class DynamicDropConnect(WeightRegularizer):
         parts.append(f"p_max={self.p_max}")
         if self.preset != "default":
             parts.append(f"preset={self.preset!r}")
+        if self.shuffle:
+            parts.append("shuffle=True")
         parts.append(self._options_repr())
         return ", ".join(parts)
