@@ -38,14 +38,19 @@ from .io import (
 
 __all__ = [
     "METRICS",
+    "add_holm",
+    "format_point",
     "format_sweep_table",
     "format_table",
+    "format_tuning",
     "load_config",
     "load_metrics",
     "load_results",
+    "load_tuning",
     "paired_comparison",
     "plot_drop_prob_hist",
     "plot_drop_rates",
+    "plot_forest",
     "plot_learned_curves",
     "plot_learning_curves",
     "plot_sweep_heatmap",
@@ -188,6 +193,12 @@ def paired_comparison(
     ``tie_tol``, so the statistic is undefined), ``wilcoxon_pvalue`` (signed-rank, two-sided, for
     ``n >= 5``, NaN when all ``|d| <= tie_tol``, else ``None``), and ``wins`` / ``ties`` /
     ``losses`` of the reference (``|d| <= tie_tol`` is a tie). No warnings are emitted.
+
+    Also ``ci95_t`` (the 95 % t interval of the mean difference, NaN for ``n < 2``),
+    ``ci95_bootstrap`` (percentile bootstrap, 10,000 seeded resamples, for ``n >= 5``, else
+    ``None``), ``effect_size_dz`` (mean / sd of ``d``) and ``pairs_for_80_power`` (pairs a
+    two-sided paired t-test at alpha 0.05 needs for 80 % power at that effect; ``None`` when
+    undefined). See :mod:`.stats`.
     """
     ref = np.asarray(reference, dtype=np.float64)
     oth = np.asarray(other, dtype=np.float64)
@@ -214,10 +225,19 @@ def paired_comparison(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 w_p = float(stats.wilcoxon(np.where(np.abs(d) <= tie_tol, 0.0, d)).pvalue)
+    from .stats import BOOTSTRAP_MIN_PAIRS, bootstrap_ci, effect_size, pairs_for_power, t_ci
+
+    ci = t_ci(d) if n >= 2 else (math.nan, math.nan)
+    boot = bootstrap_ci(d) if n >= BOOTSTRAP_MIN_PAIRS else None
+    effect = effect_size(d) if n >= 2 else math.nan
     return {
         "n": n,
         "mean_diff": mean_diff,
         "std_diff": std_diff,
+        "ci95_t": list(ci),
+        "ci95_bootstrap": None if boot is None else list(boot),
+        "effect_size_dz": effect,
+        "pairs_for_80_power": pairs_for_power(effect),
         "t_pvalue": t_p,
         "wilcoxon_pvalue": w_p,
         "wins": int(np.sum(d > tie_tol)),
@@ -241,7 +261,8 @@ def summarize(
     ``std`` is the sample std (ddof=1), NaN for one seed. Comparisons pair by seed over the seeds
     both methods have, on ``paired_metric`` (test accuracy at the best-validation epoch), with
     ``mean_diff = reference - method``. No comparisons when ``reference`` has no results. A seed
-    that appears twice for one method keeps its last result.
+    that appears twice for one method keeps its last result. ``holm_pvalue`` adjusts the t-test
+    p-values for the family of all comparisons of the table (:func:`add_holm`).
     """
     by_method: dict[str, dict[int, dict[str, Any]]] = {}
     for r in results:
@@ -271,6 +292,7 @@ def summarize(
                     [_to_float(seeds[s].get(paired_metric)) for s in common],
                 ),
             }
+    add_holm(comparisons.values())
     return {
         "reference": reference,
         "paired_metric": paired_metric,
@@ -280,9 +302,39 @@ def summarize(
     }
 
 
+def add_holm(comparisons: Iterable[dict[str, Any]]) -> None:
+    """Set ``holm_pvalue`` of every comparison (one family: one table), from ``t_pvalue``.
+    Comparisons without a p-value get NaN and do not count in the family size."""
+    from .stats import holm
+
+    family = list(comparisons)
+    for comp, adjusted in zip(family, holm([c["t_pvalue"] for c in family]), strict=True):
+        comp["holm_pvalue"] = adjusted
+
+
 # --------------------------------------------------------------------------------------------
 # Formatting
 # --------------------------------------------------------------------------------------------
+
+
+def _pp_interval(interval: Sequence[float] | None) -> str:
+    """An interval of fractions as ``[lo, hi]`` in percentage points; — when undefined."""
+    if interval is None or not all(math.isfinite(v) for v in interval):
+        return "—"
+    return f"[{100.0 * interval[0]:+.2f}, {100.0 * interval[1]:+.2f}]"
+
+
+def _power_pairs(comp: dict[str, Any]) -> str:
+    pairs = comp.get("pairs_for_80_power")
+    return "—" if pairs is None else str(pairs)
+
+
+def format_point(point: dict[str, Any] | None) -> str:
+    """A tuned grid point as ``lr=0.01, p=0.3``; — for none."""
+    if not point:
+        return "—"
+    return ", ".join(f"{k}={v:g}" if isinstance(v, int | float) else f"{k}={v}"
+                     for k, v in point.items())  # fmt: skip
 
 
 def _pct(value: float) -> str:
@@ -310,14 +362,20 @@ def format_table(summary: dict[str, Any]) -> str:
     2 decimals; Δ in percentage points, ``reference − method`` (positive: the reference is better).
     """
     ref = summary["reference"]
+    tuned = any("tuned" in e for e in summary["methods"].values())
     header = [
         "method",
         "seeds",
+        *(["tuned (on validation)"] if tuned else []),
         "edge drop rate",
         "test acc @ best val (mean ± std)",
         "final test acc",
         "max over epochs (optimistic)",
         f"Δ vs {ref} ({ref} − method, pp)",
+        "95% CI of Δ (t)",
+        "95% CI of Δ (bootstrap)",
+        "pairs for 80% power",
+        "Holm p",
         "paired p (t)",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
@@ -325,10 +383,14 @@ def format_table(summary: dict[str, Any]) -> str:
         entry = summary["methods"][method]
         comp = summary["comparisons"].get(method)
         if comp is None or comp["n"] == 0:
-            delta, p = "—", "—"
+            delta, ci, boot, power, holm_p, p = "—", "—", "—", "—", "—", "—"
         else:
             md = comp["mean_diff"]
             delta = f"{100.0 * md:+.2f} (n={comp['n']})" if math.isfinite(md) else "—"
+            ci = _pp_interval(comp.get("ci95_t"))
+            boot = _pp_interval(comp.get("ci95_bootstrap"))
+            power = _power_pairs(comp)
+            holm_p = _pvalue(comp.get("holm_pvalue"))
             p = _pvalue(comp["t_pvalue"])
         lines.append(
             "| "
@@ -336,11 +398,16 @@ def format_table(summary: dict[str, Any]) -> str:
                 [
                     f"**{method}**" if method == ref else method,
                     str(entry["n"]),
+                    *([format_point(entry.get("tuned"))] if tuned else []),
                     f"{entry['edge_drop_rate']:.3f}" if "edge_drop_rate" in entry else "—",
                     _pct_pm(entry["test_acc_at_best_val"]),
                     _pct_pm(entry["final_test_acc"]),
                     _pct_pm(entry["max_test_acc"]),
                     delta,
+                    ci,
+                    boot,
+                    power,
+                    holm_p,
                     p,
                 ]
             )
@@ -352,9 +419,19 @@ def format_table(summary: dict[str, Any]) -> str:
         f"the last epoch; *max over epochs* selects on the test set, is optimistic and is shown "
         f"only for comparison with the paper. Δ and p pair {ref} with each method by seed "
         f"(seeds both have) on test acc @ best val; p is a two-sided paired t-test "
-        f"(— : fewer than 2 pairs or no variance). *edge drop rate*: the realized fraction "
-        f"of dropped weights during training, mean over epochs, layers and seeds (— : the "
-        f"method drops activations or nothing)."
+        f"(— : fewer than 2 pairs or no variance), *Holm p* the same adjusted by Holm's method "
+        f"over the family of all comparisons in this table. *95% CI of Δ*: t interval, and a "
+        f"percentile bootstrap (10,000 seeded resamples) from 5 pairs on. *pairs for 80% "
+        f"power*: seed pairs a two-sided paired t-test at alpha 0.05 would need to detect the "
+        f"observed effect (mean Δ / sd of Δ) with 80 % power. *edge drop rate*: the realized "
+        f"fraction of dropped weights during training, mean over epochs, layers and seeds "
+        f"(— : the method drops activations or nothing)."
+        + (
+            " *tuned*: the grid point each method chose on the validation split before its "
+            "evaluation seeds (see Tuning below); — : the method takes none of the tuned names."
+            if tuned
+            else ""
+        )
     )
     return "\n".join(lines) + "\n" + note + "\n"
 
@@ -381,6 +458,58 @@ def _method_details(summary: dict[str, Any]) -> str:
                 f"{delta} pp; t-test p {_pvalue(comp['t_pvalue'])}; Wilcoxon p {wilcoxon}"
             )
     return "\n".join(lines) + "\n"
+
+
+def format_tuning(tuning: dict[str, Any]) -> str:
+    """The ``Tuning`` section of results.md: what was tuned, how, and per method its grid
+    with the validation scores (the chosen point in bold). Empty without tuning."""
+    methods = tuning.get("methods") or {}
+    if not methods:
+        return ""
+    grid = tuning.get("grid", {})
+    flags = " ".join(f"--tune {k}={','.join(map(str, v))}" for k, v in grid.items())
+    lines = [
+        "## Tuning",
+        "",
+        f"`{flags}` on tune seeds {tuning.get('seeds')} (their own seeds, never the evaluation "
+        f"seeds). Each method trained every point of its grid (the names it takes) and was then "
+        f"evaluated at the point chosen by: {tuning.get('score', 'validation score')}. The test "
+        "split was not read for the choice.",
+        "",
+    ]
+    for method, record in methods.items():
+        if not record.get("grid"):
+            lines += [f"**{method}**: takes none of the tuned names; trained at its defaults.", ""]
+            continue
+        selected = record.get("selected") or {}
+        lines += [
+            f"**{method}**: chose {format_point(selected)}",
+            "",
+            "| "
+            + " | ".join(record["names"])
+            + " | val acc (mean over tune seeds, %) | val loss |",
+            "|" + "---|" * (len(record["names"]) + 2),
+        ]
+        for entry in record["grid"]:
+            best = entry["point"] == selected
+            cells = [f"{entry['point'][n]:g}" for n in record["names"]]
+            cells += [_pct(_to_float(entry["val_acc"])), _fmt_loss(entry.get("val_loss"))]
+            if best:
+                cells = [f"**{c}**" for c in cells]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt_loss(value: Any) -> str:
+    v = _to_float(value)
+    return f"{v:.4f}" if math.isfinite(v) else "—"
+
+
+def load_tuning(run_dir: str | Path) -> dict[str, Any]:
+    """``RUN_DIR/tune.json`` (written by ``--tune``), ``{}`` when absent."""
+    path = Path(run_dir) / "tune.json"
+    return read_json_file(path) if path.exists() else {}
 
 
 def _json_safe(obj: Any) -> Any:
@@ -455,7 +584,9 @@ def plot_learning_curves(
     metrics: dict[str, list[dict[str, np.ndarray]]], path: str | Path
 ) -> Path | None:
     """Validation accuracy, test accuracy and training loss per epoch, mean (± std band) over
-    seeds per method. ``None`` (nothing written) when there is no data."""
+    seeds per method; below each, the same zoomed on the last third of training (y range from
+    the curves there, where the methods differ by tenths of a point). ``None`` (nothing
+    written) when there is no data."""
     panels = [
         ("val_acc", "validation accuracy (%)", 100.0),
         ("test_acc", "test accuracy (%)", 100.0),
@@ -466,30 +597,67 @@ def plot_learning_curves(
     }
     if not any(v is not None for v in curves.values()):
         return None
+    last = max(float(c[0].max()) for c in curves.values() if c is not None)
+    first = min(float(c[0].min()) for c in curves.values() if c is not None)
+    epochs_seen = sorted({float(e) for c in curves.values() if c is not None for e in c[0]})
+    zoom_from = last - (last - first) / 3.0  # the last third of the epochs, at least two
+    if len(epochs_seen) >= 2:
+        zoom_from = min(zoom_from, epochs_seen[-2])
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 4.0))
-    for ax, (column, label, scale) in zip(axes, panels, strict=True):
+    from matplotlib.ticker import FuncFormatter
+
+    fig, axes = plt.subplots(2, len(panels), figsize=(5.0 * len(panels), 7.6), squeeze=False)
+    log_loss = _all_positive(curves, "train_loss")
+    for col, (column, label, scale) in enumerate(panels):
+        full, zoom = axes[0][col], axes[1][col]
+        low, high = math.inf, -math.inf
         for method, runs in metrics.items():
             curve = curves[(method, column)]
             if curve is None:
                 continue
             epochs, mean, std = curve
-            (line,) = ax.plot(epochs, scale * mean, label=f"{method} (n={len(runs)})", lw=1.3)
-            ax.fill_between(
-                epochs,
-                scale * (mean - std),
-                scale * (mean + std),
-                color=line.get_color(),
-                alpha=0.15,
-                lw=0,
-            )
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    if _all_positive(curves, "train_loss"):
-        axes[-1].set_yscale("log")
-    axes[0].legend(fontsize=7)
-    fig.suptitle("mean over seeds (band: ± std)", fontsize=10)
+            for ax in (full, zoom):
+                (line,) = ax.plot(
+                    epochs,
+                    scale * mean,
+                    label=f"{method} (n={len(runs)})",
+                    lw=1.3,
+                    marker="." if len(epochs) <= 3 else None,
+                )
+                ax.fill_between(
+                    epochs,
+                    scale * (mean - std),
+                    scale * (mean + std),
+                    color=line.get_color(),
+                    alpha=0.15,
+                    lw=0,
+                )
+            inside = epochs >= zoom_from - 1e-9
+            if inside.any():
+                low = min(low, float(np.min(scale * (mean - std)[inside])))
+                high = max(high, float(np.max(scale * (mean + std)[inside])))
+        full.set_ylabel(label)
+        zoom.set_ylabel(f"{label}, last third")
+        zoom.set_xlabel("epoch")
+        if log_loss and column == "train_loss":  # the zoom is narrow: linear there
+            full.set_yscale("log")
+            plain = FuncFormatter(lambda v, _: f"{v:g}")
+            full.yaxis.set_major_formatter(plain)
+            full.yaxis.set_minor_formatter(plain)
+            full.tick_params(axis="y", which="minor", labelsize=7)
+        if math.isfinite(low) and math.isfinite(high):
+            pad = 0.05 * (high - low) if high > low else max(abs(high) * 0.01, 0.01)
+            zoom.set_ylim(low - pad, high + pad)
+        span = max(last - zoom_from, 0.5)
+        zoom.set_xlim(zoom_from - 0.03 * span, last + 0.03 * span)
+        full.axvspan(zoom_from, last, color="grey", alpha=0.08, lw=0)
+        for ax in (full, zoom):
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(
+        "mean over seeds (band: ± std); bottom row: the last third of training (shaded above)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return _save(fig, path)
 
@@ -618,6 +786,76 @@ def plot_learned_curves(run_dir: Path, path: Path) -> Path | None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_forest(
+    rows: Sequence[dict[str, Any]], path: str | Path, title: str, xlabel: str
+) -> Path | None:
+    """Forest plot: per row (``{"label", "mean", "ci95_t", "ci95_bootstrap", "n"}``, fractions)
+    the mean paired difference (dot) and its 95 % t interval (bar); the bootstrap interval,
+    where there is one, as a thinner bar below it. A dashed line marks 0. ``None`` (nothing
+    written) when no row has a finite mean."""
+    shown = [r for r in rows if math.isfinite(_to_float(r.get("mean")))]
+    if not shown:
+        return None
+    plt = _pyplot()
+    height = 2.2 + 0.45 * len(shown)
+    fig, ax = plt.subplots(figsize=(7.5, height))
+    ys = np.arange(len(shown))[::-1]
+    for y, row in zip(ys, shown, strict=True):
+        mean = 100.0 * _to_float(row["mean"])
+        ci = row.get("ci95_t")
+        if ci is not None and all(math.isfinite(_to_float(v)) for v in ci):
+            ax.plot(
+                [100.0 * ci[0], 100.0 * ci[1]], [y, y], color="C0", lw=2.2, solid_capstyle="butt"
+            )
+        boot = row.get("ci95_bootstrap")
+        if boot is not None and all(math.isfinite(_to_float(v)) for v in boot):
+            ax.plot([100.0 * boot[0], 100.0 * boot[1]], [y - 0.18] * 2, color="C1", lw=1.2)
+        ax.plot([mean], [y], "o", color="C0", ms=6)
+        ax.annotate(
+            f"{mean:+.2f} (n={row.get('n', '?')})",
+            (mean, y),
+            xytext=(0, 7),
+            textcoords="offset points",
+            ha="center",
+            fontsize=8,
+        )
+    ax.axvline(0.0, color="black", ls="--", lw=0.8)
+    ax.set_yticks(ys, [str(r["label"]) for r in shown])
+    ax.set_ylim(-0.8, len(shown) - 0.3)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10)
+    handles = [
+        plt.Line2D([], [], color="C0", lw=2.2, marker="o", label="mean Δ, 95% t interval"),
+        plt.Line2D([], [], color="C1", lw=1.2, label="95% bootstrap interval (n ≥ 5)"),
+    ]
+    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _forest_of(summary: dict[str, Any], path: Path) -> Path | None:
+    """The forest plot of a compare table: the reference minus each other method."""
+    ref = summary["reference"]
+    rows = [
+        {
+            "label": f"{ref} − {method}",
+            "mean": comp["mean_diff"],
+            "ci95_t": comp.get("ci95_t"),
+            "ci95_bootstrap": comp.get("ci95_bootstrap"),
+            "n": comp["n"],
+        }
+        for method in summary["method_order"]
+        if (comp := summary["comparisons"].get(method)) is not None and comp["n"] > 0
+    ]
+    return plot_forest(
+        rows,
+        path,
+        f"paired differences on test acc @ best val ({ref} − method), by seed",
+        "Δ test accuracy (percentage points)",
+    )
 
 
 def plot_sweep_heatmap(
@@ -755,6 +993,10 @@ def write_report(run_dir: str | Path, reference: str | None = None) -> Path:
     if reference is None:
         reference = "ddc" if "ddc" in methods or not methods else methods[0]
     summary = summarize(results, reference=reference)
+    tuning = load_tuning(run_dir)
+    for method, record in (tuning.get("methods") or {}).items():
+        if method in summary["methods"]:
+            summary["methods"][method]["tuned"] = record.get("selected") or {}
     complete = {(r["method"], int(r["seed"])) for r in results}
     incomplete = [f"{m}/seed{s}" for m, s, _ in _seed_dirs(run_dir) if (m, s) not in complete]
 
@@ -766,6 +1008,7 @@ def write_report(run_dir: str | Path, reference: str | None = None) -> Path:
         "drop_rates": plot_drop_rates(metrics, plots_dir / "drop_rates.png"),
         "drop_prob_hist": plot_drop_prob_hist(run_dir, plots_dir / "drop_prob_hist.png", order),
         "learned_curves": plot_learned_curves(run_dir, plots_dir / "learned_curves.png"),
+        "forest": _forest_of(summary, plots_dir / "forest.png"),
     }
 
     title = config.get("experiment", run_dir.name)
@@ -775,6 +1018,8 @@ def write_report(run_dir: str | Path, reference: str | None = None) -> Path:
         parts += ["; ".join(facts), ""]
     if results:
         parts += [format_table(summary), _method_details(summary)]
+    if tuning:
+        parts += [format_tuning(tuning)]
     else:
         parts += ["No complete run yet.", ""]
     if incomplete:
@@ -791,6 +1036,7 @@ def write_report(run_dir: str | Path, reference: str | None = None) -> Path:
         "summary": summary,
         "incomplete": incomplete,
         "plots": {k: f"plots/{v.name}" for k, v in made.items()},
+        **({"tuning": tuning} if tuning else {}),
     }
     atomic_write_json(run_dir / "results.json", _json_safe(payload))
     if (run_dir / "uncertainty.json").exists():  # written by `ddc uncertainty`
