@@ -53,8 +53,10 @@ __all__ = [
     "plot_forest",
     "plot_learned_curves",
     "plot_learning_curves",
+    "plot_sweep_forest",
     "plot_sweep_heatmap",
     "summarize",
+    "sweep_comparisons",
     "write_report",
 ]
 
@@ -927,21 +929,49 @@ def plot_sweep_heatmap(
     return _save(fig, path)
 
 
+def sweep_comparisons(rows: Sequence[dict[str, Any]]) -> dict[tuple[Any, Any, Any], dict]:
+    """Per (p, pg, tau) cell with matched DropConnect: :func:`paired_comparison` of DDC's test
+    accuracy against its matched DropConnect, paired by seed, with ``holm_pvalue`` over the
+    family of all cells (one table). ``{}`` when the rows have no matched runs."""
+    cells: dict[tuple[Any, Any, Any], list[dict[str, Any]]] = {}
+    for row in rows:
+        if "matched_dropconnect_test_acc" in row:
+            cells.setdefault((row["p"], row["pg"], row["tau"]), []).append(row)
+    out = {
+        cell: paired_comparison(
+            [r["test_acc"] for r in group], [r["matched_dropconnect_test_acc"] for r in group]
+        )
+        for cell, group in sorted(cells.items(), key=lambda kv: tuple(map(_sort_key, kv[0])))
+    }
+    add_holm(out.values())
+    return out
+
+
 def format_sweep_table(
     rows: Sequence[dict[str, Any]], title: str, n_seeds: int, protocol: str = ""
 ) -> str:
     """Markdown table of a sweep: one line per (p, pg, tau) cell, DDC against DropConnect at
-    the cell's measured mean drop rate (when the rows have it), paired by seed. ``protocol``
-    (epochs, learning rate, subset) is stated above the table."""
+    the cell's measured mean drop rate (when the rows have it), paired by seed, with the 95 %
+    intervals of the gain, Holm's adjustment over all cells and the pairs 80 % power needs
+    (see :func:`paired_comparison`). ``protocol`` (epochs, learning rate, subset) is stated
+    above the table; tuned points (``tuned``, ``matched_tuned``) get columns of their own."""
     cells: dict[tuple[Any, Any, Any], list[dict[str, Any]]] = {}
     for row in rows:
         cells.setdefault((row["p"], row["pg"], row["tau"]), []).append(row)
     matched = any("matched_dropconnect_test_acc" in r for r in rows)
-    head = "| p | pg | tau | mean drop rate | DDC test acc @ best val |"
-    rule = "|---|---|---|---|---|"
+    tuned = any("tuned" in r for r in rows)
+    tests = sweep_comparisons(rows) if matched else {}
+    head = "| p | pg | tau |" + (" DDC tuned |" if tuned else "") + " mean drop rate |"
+    head += " DDC test acc @ best val |"
+    rule = "|---|---|---|" + ("---|" if tuned else "") + "---|---|"
     if matched:
-        head += " matched DropConnect p | its test acc | gain (pp) | DDC wins | paired t p |"
-        rule += "---|---|---|---|---|"
+        head += (
+            " matched DropConnect p |"
+            + (" its tuned |" if tuned else "")
+            + " its test acc | gain (pp) | DDC wins | paired t p | Holm p | 95% CI of gain (t) |"
+            " 95% CI (bootstrap) | pairs for 80% power |"
+        )
+        rule += "---|" * (9 + tuned)
     intro = f"{n_seeds} seed(s) per cell; accuracies in %." + (
         f" Training: {protocol}." if protocol else ""
     )
@@ -949,19 +979,55 @@ def format_sweep_table(
     for (p, pg, tau), group in sorted(cells.items(), key=lambda kv: tuple(map(_sort_key, kv[0]))):
         ddc_acc = [r["test_acc"] for r in group]
         line = (
-            f"| {p} | {pg} | {tau} | {np.mean([r['mean_drop_rate'] for r in group]):.3f} | "
+            f"| {p} | {pg} | {tau} |"
+            + (f" {format_point(group[0].get('tuned'))} |" if tuned else "")
+            + f" {np.mean([r['mean_drop_rate'] for r in group]):.3f} | "
             f"{_pct_pm(_stat(ddc_acc))} |"
         )
         if matched:
             dc_acc = [r["matched_dropconnect_test_acc"] for r in group]
-            test = paired_comparison(ddc_acc, dc_acc)
+            test = tests[(p, pg, tau)]
             line += (
-                f" {group[0]['matched_dropconnect_p']} | {_pct_pm(_stat(dc_acc))} | "
+                f" {group[0]['matched_dropconnect_p']} |"
+                + (f" {format_point(group[0].get('matched_tuned'))} |" if tuned else "")
+                + f" {_pct_pm(_stat(dc_acc))} | "
                 f"{100 * test['mean_diff']:+.2f} ± {100 * test['std_diff']:.2f} | "
-                f"{test['wins']}/{test['n']} | {_pvalue(test['t_pvalue'])} |"
+                f"{test['wins']}/{test['n']} | {_pvalue(test['t_pvalue'])} | "
+                f"{_pvalue(test['holm_pvalue'])} | {_pp_interval(test['ci95_t'])} | "
+                f"{_pp_interval(test['ci95_bootstrap'])} | {_power_pairs(test)} |"
             )
         lines.append(line)
+    if matched:
+        lines += [
+            "",
+            "gain = DDC − matched DropConnect, paired by seed (mean ± sd of the differences). "
+            "*Holm p* adjusts the paired t p-values over the family of all cells of this table; "
+            "the bootstrap interval (10,000 seeded resamples) needs 5 pairs; *pairs for 80% "
+            "power*: seed pairs a two-sided paired t-test at alpha 0.05 would need for the "
+            "observed effect (mean / sd of the differences).",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def plot_sweep_forest(rows: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
+    """Forest plot of every sweep cell's gain over its matched DropConnect (``None`` without
+    matched runs)."""
+    rows_out = [
+        {
+            "label": f"p={p} pg={pg} tau={tau}",
+            "mean": test["mean_diff"],
+            "ci95_t": test["ci95_t"],
+            "ci95_bootstrap": test["ci95_bootstrap"],
+            "n": test["n"],
+        }
+        for (p, pg, tau), test in sweep_comparisons(rows).items()
+    ]
+    return plot_forest(
+        rows_out,
+        path,
+        "DDC − DropConnect at the cell's measured drop rate, paired by seed",
+        "gain in test accuracy @ best val (percentage points)",
+    )
 
 
 def _stat(values: Sequence[float]) -> dict[str, float]:
@@ -1043,4 +1109,8 @@ def write_report(run_dir: str | Path, reference: str | None = None) -> Path:
         from .uncertainty import render_uncertainty
 
         render_uncertainty(run_dir)
+    if (run_dir / "robustness.json").exists():  # written by `ddc robustness`
+        from .robustness import render_robustness
+
+        render_robustness(run_dir)
     return atomic_write_text(run_dir / "results.md", "\n".join(parts))

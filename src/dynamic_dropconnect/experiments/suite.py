@@ -56,6 +56,7 @@ from .report import (
     format_sweep_table,
     load_metrics,
     mean_drop_rate,
+    plot_sweep_forest,
     plot_sweep_heatmap,
     write_report,
 )
@@ -1142,6 +1143,8 @@ def sweep(
         )
         for value in values:
             plot_sweep_heatmap(rows, x, y, value, out / "plots" / f"sweep_{value}_{x}_{y}.png")
+        if matched:
+            plot_sweep_forest(rows, out / "plots" / "forest.png")
         protocol = (
             f"{experiment.epochs} epochs, peak lr {experiment.lr:g}, {experiment.schedule} schedule"
             + (f", at most {options.subset} examples per split" if options.subset else "")
