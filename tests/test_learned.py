@@ -127,8 +127,12 @@ def test_learned_curves_and_validation() -> None:
     assert ddc.drop_stats(model)["0"]["method"] == "ddc-learned"
     with pytest.raises(ValueError, match=r"target must be a number in \[0, 0.95\), got 0.97"):
         ddc.LearnedDropConnect(target=0.97)
-    with pytest.raises(ValueError, match="rescale is fixed to 'expected'"):
+    with pytest.raises(ValueError, match="rescale must be one of 'expected', 'per_edge'"):
         ddc.LearnedDropConnect(rescale="empirical")
+    with pytest.raises(ValueError, match="mask_mode is fixed to 'batch'"):
+        ddc.LearnedDropConnect(mask_mode="sample")
+    with pytest.raises(TypeError, match="shuffle must be True or False, got 'no'"):
+        ddc.LearnedDropConnect(shuffle="no")
     with pytest.raises(ValueError, match="hidden must be a whole number >= 0"):
         ddc.LearnedDropConnect(hidden=-1)
     with pytest.raises(TypeError, match=r"method 'ddc-learned' \(LearnedDropConnect\) has no "):

@@ -20,6 +20,8 @@ How θ learns (chosen for cost, see below): the mask is relaxed, as Concrete Dro
     \\tilde m_{ij} = \\sigma\\Bigl(\\bigl(\\log\\tfrac{1-p_{ij}}{p_{ij}} + \\log\\tfrac{u}{1-u}
     \\bigr) / t\\Bigr),\\quad u \\sim U(0,1),\\qquad W_{eff} = W \\odot \\tilde m / (1 - \\bar p)
 
+(``rescale="per_edge"``: ``W_eff = W * m / (1 - p_ij)``, see :class:`LearnedDropConnect`).
+
 A penalty ``lam * (mean(p) - target)^2`` holds the layer's mean rate at ``target``: within
 that budget the loss decides *which* edges to drop, as a function of their features. θ's
 gradient (loss through the relaxed mask, plus the penalty) is computed inside the backward of
@@ -43,11 +45,13 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as F
-from .regularizers import WeightRegularizer, _check_rate
+from .regularizers import WeightRegularizer, _check_flag, _check_rate
 
-__all__ = ["FEATURES", "LearnedDropConnect"]
+__all__ = ["FEATURES", "RESCALE_MODES", "LearnedDropConnect"]
 
 FEATURES: tuple[str, ...] = ("z_grad", "z_weight", "sign_agreement", "previous_p")
+#: The ``rescale`` options of :class:`LearnedDropConnect`.
+RESCALE_MODES: tuple[str, ...] = ("expected", "per_edge")
 
 
 class _LearnedWeight(torch.autograd.Function):
@@ -107,8 +111,27 @@ class LearnedDropConnect(WeightRegularizer):
             about 0.02 of ``target``).
         theta_lr: Adam learning rate of θ, ``> 0``. Default 1e-2.
         ema: decay of the gradient average behind the sign feature, in ``[0, 1)``. Default 0.9.
-        **options: ``update``, ``generator`` (see :class:`WeightRegularizer`). ``rescale`` is
-            fixed to ``"expected"`` and ``mask_mode`` to ``"batch"``.
+        rescale: ``"expected"`` (default): one divisor ``1 - mean(p)`` for the layer, so an
+            edge's expected effective weight is ``W (1 - p_ij) / (1 - mean p)``: an edge the
+            model rarely drops is amplified (about 1.96x at ``p_ij = 0.02``, mean 0.5), which
+            acts like a per-edge learning-rate boost. ``"per_edge"`` (control): divide by
+            ``1 - p_ij``, so ``E[W_eff] = W`` for every edge (exactly for the hard mask; the
+            relaxed mask at ``temperature=0.1``: within 1.5 % of it for ``p_ij <= 0.95``); θ learns
+            through that divisor too.
+        shuffle: control (default ``False``): the rates ``f_theta`` gives the layer are
+            randomly permuted over its edges before the mask is drawn (one ``randperm`` from
+            ``generator``, on the device): the same rates, mean and mask variance, not tied to
+            any edge's gradient. θ keeps learning from the *unshuffled* map: its gradient is
+            ``dL/dW_eff * W`` of each edge applied to the relaxed mask that edge would have
+            had with its own rate (the relaxed mask is re-evaluated at the unshuffled rates with
+            the same uniforms), and ``previous_p`` holds the unshuffled rates. Why: learning
+            through the shuffled map would credit each edge's loss signal to another edge's
+            features, so θ would see noise and drift towards a flat map, and the control would
+            no longer have the learned model's (U-shaped) rates; kept this way the control
+            differs from ``ddc-learned`` only in which edge receives which rate.
+            :meth:`drop_probabilities` returns the unshuffled map.
+        **options: ``update``, ``generator`` (see :class:`WeightRegularizer`). ``mask_mode``
+            is fixed to ``"batch"``.
 
     Before the first gradient θ gives every edge ``p_max * sigmoid(b)`` with ``b`` set so that
     the rate is ``target``.
@@ -129,13 +152,21 @@ class LearnedDropConnect(WeightRegularizer):
         lam: float = 100.0,
         theta_lr: float = 1e-2,
         ema: float = 0.9,
+        rescale: str = "expected",
+        shuffle: bool = False,
         **options: Any,
     ) -> None:
         name = type(self).__name__
-        for fixed, value in (("rescale", "expected"), ("mask_mode", "batch")):
-            if options.get(fixed, value) != value:
-                raise ValueError(f"{name}: {fixed} is fixed to {value!r}, got {options[fixed]!r}")
-        super().__init__(**{**options, "rescale": "expected", "mask_mode": "batch"})
+        if options.get("mask_mode", "batch") != "batch":
+            raise ValueError(f"{name}: mask_mode is fixed to 'batch', got {options['mask_mode']!r}")
+        if rescale not in RESCALE_MODES:
+            raise ValueError(
+                f"{name}: rescale must be one of {', '.join(map(repr, RESCALE_MODES))} (a relaxed "
+                f"mask has no kept count for 'empirical'), got {rescale!r}"
+            )
+        _check_flag(name, "shuffle", shuffle)
+        super().__init__(**{**options, "rescale": rescale, "mask_mode": "batch"})
+        self.shuffle = shuffle
         _check_rate(name, "p_max", p_max, 0.0, 1.0, high_open=True)
         _check_rate(name, "target", target, 0.0, p_max, high_open=True)
         if not target > 0.0:
@@ -266,6 +297,15 @@ class LearnedDropConnect(WeightRegularizer):
         with torch.no_grad():
             return self.rate_model(self.features(weight)).view_as(weight)
 
+    def _relaxed_mask(self, probs: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+        """The relaxed keep mask at rates ``probs`` and uniforms ``u``, and the scale
+        ``mask / k`` (``k`` by ``rescale``)."""
+        keep_logit = torch.log1p(-probs) - torch.log(probs) + torch.log(u) - torch.log1p(-u)
+        soft = torch.sigmoid(keep_logit / self.temperature)
+        if self.rescale == "per_edge":  # E[W_eff] = W for every edge
+            return soft, soft / (1.0 - probs)
+        return soft, soft / (1.0 - probs.mean())
+
     @torch.no_grad()
     def _adam_step(self, grads: tuple[Tensor | None, ...]) -> None:
         """One Adam step on θ with ``grads`` (one per θ tensor, ``None`` for unused)."""
@@ -293,30 +333,38 @@ class LearnedDropConnect(WeightRegularizer):
             return weight
         feats = self.features(weight)
         dtype = feats.dtype  # float32 also for half weights: 1 - 1e-6 is 1.0 in float16
-        with self._mask_generator() as generator:
-            u = torch.rand(
-                weight.shape, generator=generator, device=weight.device, dtype=dtype
-            ).clamp_(1e-6, 1 - 1e-6)
         learn = torch.is_grad_enabled() and weight.requires_grad
         with torch.enable_grad() if learn else torch.no_grad():
             theta = tuple(getattr(self, k) for k in self._theta)
             probs = self.rate_model(feats).view_as(weight).clamp(1e-6, 1 - 1e-6)
-            keep_logit = torch.log1p(-probs) - torch.log(probs) + torch.log(u) - torch.log1p(-u)
-            soft = torch.sigmoid(keep_logit / self.temperature)
-            scale = soft / (1.0 - probs.mean())
+        with self._mask_generator() as generator:
+            u = torch.rand(
+                weight.shape, generator=generator, device=weight.device, dtype=dtype
+            ).clamp_(1e-6, 1 - 1e-6)
+            # After u, so that without shuffle the draws are as they were.
+            used = F.permute_rates(probs.detach(), generator) if self.shuffle else None
+        with torch.enable_grad() if learn else torch.no_grad():
+            soft, scale = self._relaxed_mask(probs, u)  # θ's local graph: the unshuffled map
             penalty = self.lam * (probs.mean() - self.target) ** 2
+        if used is None:
+            used, used_soft, used_scale = probs, soft, scale
+        else:  # the mask applied: the same uniforms at the permuted rates
+            with torch.no_grad():
+                used_soft, used_scale = self._relaxed_mask(used, u)
         self.previous_p.copy_(probs.detach())
         self.last_penalty.copy_(penalty.detach())
-        self._monitor(probs.detach(), soft.detach().mean())
+        self._monitor(used.detach(), used_soft.detach().mean())
         local = (scale, penalty, theta) if learn else (None, None, ())
         self._gradient_record(weight)  # counts this use (a weight may be used several times)
-        return _LearnedWeight.apply(weight, scale.detach().to(weight.dtype), self, local)
+        return _LearnedWeight.apply(weight, used_scale.detach().to(weight.dtype), self, local)
 
     def extra_repr(self) -> str:
         return (
             f"target={self.target}, hidden={self.hidden}, p_max={self.p_max}, "
             f"temperature={self.temperature}, lam={self.lam}, theta_lr={self.theta_lr}, "
             f"update={self.update!r}"
+            + (f", rescale={self.rescale!r}" if self.rescale != "expected" else "")
+            + (", shuffle=True" if self.shuffle else "")
         )
 
 

@@ -89,6 +89,8 @@ def _batchable_regularizer(module: nn.Module) -> WeightRegularizer | None:
     reg = module.regularizer
     if type(reg) not in (DropConnect, DynamicDropConnect) or reg.mask_mode != "batch":
         return None
+    if reg.shuffle:  # its map is permuted afresh at every forward: loop the passes
+        return None
     if any(is_active(m) for m in module.modules() if m is not module and m is not reg):
         return None
     return reg
