@@ -213,8 +213,8 @@ def corrupt(x: Tensor, name: str, severity: int, seed: int = 0) -> Tensor:
     """``x`` (``(N, C, H, W)`` floats in [0, 1]) corrupted by ``name`` at ``severity`` 1-5.
 
     Deterministic given ``seed``: the same call returns the same images; the result is on the
-    CPU, float32. Raises ValueError for an unknown name or severity, or a batch that is not
-    ``(N, C, H, W)`` images in [0, 1].
+    CPU, float32, in [0, 1]. Raises ValueError for an unknown name or severity, or a batch
+    that is not ``(N, C, H, W)`` images in [0, 1].
     """
     if name not in CORRUPTIONS:
         raise ValueError(f"unknown corruption {name!r}; valid: {', '.join(CORRUPTIONS)}")
@@ -230,4 +230,5 @@ def corrupt(x: Tensor, name: str, severity: int, seed: int = 0) -> Tensor:
     # Kornia's affine warps need non-empty batches; an empty one has nothing to corrupt.
     if len(x) == 0:
         return x.clone()
-    return CORRUPTIONS[name](x, severity - 1, _generator(seed, name)).float().contiguous()
+    out = CORRUPTIONS[name](x, severity - 1, _generator(seed, name))
+    return out.float().clamp(0, 1).contiguous()  # bilinear warps overshoot by rounding

@@ -1,0 +1,280 @@
+"""`ddc robustness`: corruptions, attacks and edge removal on tiny trained runs, end to end."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import dynamic_dropconnect as ddc
+from dynamic_dropconnect.experiments import robustness
+from dynamic_dropconnect.experiments.cli import main
+from dynamic_dropconnect.experiments.config import Experiment
+from dynamic_dropconnect.experiments.datasets import load_dataset
+from dynamic_dropconnect.experiments.io import load_checkpoint, save_checkpoint
+from dynamic_dropconnect.experiments.report import load_config
+from dynamic_dropconnect.experiments.robustness import (
+    RobustnessError,
+    evaluate_run,
+    pruning,
+)
+from dynamic_dropconnect.experiments.training import RunSpec, _inputs, build, prepare_data
+
+pytest.importorskip("scipy")
+pytest.importorskip("matplotlib")
+
+
+def _have(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+needs_kornia = pytest.mark.skipif(
+    not _have("kornia"), reason="corruptions need kornia: pip install '.[robustness]'"
+)
+needs_torchattacks = pytest.mark.skipif(
+    not _have("torchattacks"),
+    reason="attacks need torchattacks: pip install --no-deps torchattacks==3.5.1",
+)
+
+#: Corruptions whose changed-pixel set grows with severity by construction (common random
+#: numbers, pixelwise or growing kernels). Shot noise (integer Poisson draws: a bright pixel
+#: may land on its own value again) and the affine warps (a larger warp can move a stroke onto
+#: another) change more in magnitude, not always more pixels: those are checked on the mean
+#: absolute change only.
+COUNT_MONOTONE = (
+    "gaussian_noise",
+    "impulse_noise",
+    "gaussian_blur",
+    "motion_blur",
+    "brightness",
+    "contrast",
+    "zigzag",
+)
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, torch.Tensor]:
+    digits = load_dataset("digits").test.x[:48].float()  # 8x8, in [0, 1]
+    return {
+        "8x8": digits,
+        "28x28": F.interpolate(digits, size=28, mode="bilinear").clamp(0, 1),
+        "12x20": F.interpolate(digits, size=(12, 20), mode="bilinear").clamp(0, 1),
+    }
+
+
+@needs_kornia
+@pytest.mark.parametrize("name", list(robustness.corruptions.CORRUPTIONS))
+def test_corruption_deterministic_bounded_and_monotone(
+    name: str, images: dict[str, torch.Tensor]
+) -> None:
+    corrupt = robustness.corruptions.corrupt
+    for size, x in images.items():
+        outs = [corrupt(x, name, s, seed=3) for s in robustness.corruptions.SEVERITIES]
+        for s, out in zip(robustness.corruptions.SEVERITIES, outs, strict=True):
+            assert out.shape == x.shape and out.dtype == torch.float32
+            assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+            assert torch.equal(out, corrupt(x, name, s, seed=3)), f"{name} {size} not repeatable"
+        change = [float((o - x).abs().mean()) for o in outs]
+        assert all(b >= a - 1e-7 for a, b in itertools.pairwise(change)), (name, size, change)
+        if size != "8x8" or name != "gaussian_blur":  # sigma 0.14 px at 8x8: no change at s=1
+            assert change[0] > 0, (name, size)
+        if name in COUNT_MONOTONE:
+            count = [int(((o - x).abs() > 1e-6).sum()) for o in outs]
+            assert all(b >= a for a, b in itertools.pairwise(count)), (name, size, count)
+    random_ones = {"gaussian_noise", "shot_noise", "impulse_noise", "zigzag", "rotate", "shear"}
+    if name in random_ones:  # another seed, other draws
+        x = images["28x28"]
+        assert not torch.equal(corrupt(x, name, 3, seed=3), corrupt(x, name, 3, seed=4))
+
+
+def test_corruption_errors() -> None:
+    x = torch.rand(2, 1, 8, 8)
+    with pytest.raises(ValueError, match="unknown corruption"):
+        robustness.corruptions.corrupt(x, "fog", 1)
+    with pytest.raises(ValueError, match="severity"):
+        robustness.corruptions.corrupt(x, "contrast", 6)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        robustness.corruptions.corrupt(x * 255, "contrast", 1)
+    with pytest.raises(ValueError, match="N, C, H, W"):
+        robustness.corruptions.corrupt(x[0], "contrast", 1)
+
+
+# --------------------------------------------------------------------------------------------
+# A tiny trained run directory
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("robust") / "run"
+    args = ["compare", "--experiment", "digits-mlp", "--methods", "none,ddc", "--seeds", "2"]
+    args += ["--epochs", "3", "--subset", "300", "--quiet", "--out", str(out)]
+    assert main(args) == 0
+    return out
+
+
+def _model(run_dir: Path, method: str, seed: int) -> tuple[torch.nn.Module, object, Experiment]:
+    config = load_config(run_dir)
+    experiment = Experiment(**config["settings"])
+    data = prepare_data(experiment, seed=seed, subset=config.get("subset"))
+    model = build(RunSpec(experiment, method, seed), data)
+    state = load_checkpoint(run_dir / "runs" / method / f"seed{seed}" / "checkpoint.pt")
+    model.load_state_dict(state["model"])
+    return model.eval(), data, experiment
+
+
+def test_pruning_endpoints_and_counts(run_dir: Path) -> None:
+    model, data, experiment = _model(run_dir, "ddc", 0)
+    x = _inputs(data.test[0], data, experiment)
+    plain = pruning.plain_model(model)
+    assert not ddc.regularized_layers(plain)
+    assert list(pruning.target_weights(plain)) == ["linear1"]
+    with torch.no_grad():
+        reference = model(x)
+        for how in pruning.HOW:
+            assert torch.equal(pruning.pruned(plain, 0.0, how)(x), reference)
+            out = pruning.pruned(plain, 1.0, how)(x)
+            assert (out == out[0]).all(), "linear1 without weights: one output for every input"
+            half = pruning.target_weights(pruning.pruned(plain, 0.5, how))["linear1"]
+            assert int((half == 0).sum()) == half.numel() // 2
+    # magnitude: the survivors are the largest |w|; random: nested removed sets
+    w = pruning.target_weights(plain)["linear1"].detach().abs()
+    kept = pruning.target_weights(pruning.pruned(plain, 0.7, "magnitude"))["linear1"].detach().abs()
+    assert float(kept[kept > 0].min()) >= float(w[kept == 0].max())
+    small = pruning.target_weights(pruning.pruned(plain, 0.3, "random", seed=1))["linear1"] == 0
+    large = pruning.target_weights(pruning.pruned(plain, 0.6, "random", seed=1))["linear1"] == 0
+    assert bool((large | ~small).all())
+    with pytest.raises(ValueError, match="fraction"):
+        pruning.pruned(plain, 1.5, "random")
+
+
+@needs_torchattacks
+def test_attacks_eps0_unchanged_and_pgd_at_least_fgsm(run_dir: Path) -> None:
+    model, data, experiment = _model(run_dir, "none", 0)
+    x = robustness._unit(data.test[0][:200])
+    y = data.test[1][:200]
+    wrapped = robustness.attacks.PixelModel(model, lambda c: _inputs(c, data, experiment))
+    with torch.no_grad():
+        clean = float((wrapped(x).argmax(1) == y).float().mean())
+        assert torch.equal(wrapped(x), model(_inputs(data.test[0][:200], data, experiment)))
+    zero = robustness.attacks.adversarial_accuracy(wrapped, x, y, epsilons=[0.0])
+    assert zero == {"fgsm": {"0.0": pytest.approx(clean)}, "pgd": {"0.0": pytest.approx(clean)}}
+    acc = robustness.attacks.adversarial_accuracy(wrapped, x, y, epsilons=[0.05, 0.1])
+    for eps in ("0.05", "0.1"):
+        assert acc["pgd"][eps] <= acc["fgsm"][eps] < clean
+    assert acc["pgd"]["0.1"] <= acc["pgd"]["0.05"]
+    assert not model.training
+
+
+# --------------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------------
+
+
+def test_pruning_cache_keyed_on_checkpoint(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "run"
+    shutil.copytree(run_dir, work)
+    md = evaluate_run(work, parts=["pruning"], examples=60, log=lambda _: None)
+    text = md.read_text()
+    assert "## Edge removal" in text and "linear1" in text and "| ddc vs |" in text
+    assert (work / "plots" / "robustness_pruning.png").exists()
+    cached = work / "runs" / "ddc" / "seed0" / "robustness.json"
+    first = json.loads(cached.read_text())
+    assert first["parts"]["pruning"]["layers"] == {"linear1": [256, 64]}
+
+    calls: list[str] = []
+    original = robustness._evaluate_part
+
+    def spy(part: str, *args: object, **kwargs: object) -> object:
+        calls.append(part)
+        return original(part, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(robustness, "_evaluate_part", spy)
+    evaluate_run(work, parts=["pruning"], examples=60, log=lambda _: None)
+    assert calls == [], "same checkpoints and settings: everything from the cache"
+    # A retrained (here: changed) checkpoint of one run: only that run is evaluated again.
+    path = work / "runs" / "ddc" / "seed0" / "checkpoint.pt"
+    state = load_checkpoint(path)
+    weight = next(k for k in state["model"] if k.endswith("weight") and "linear1" in k)
+    state["model"][weight] = state["model"][weight] * 0.5
+    save_checkpoint(path, state)
+    evaluate_run(work, parts=["pruning"], examples=60, log=lambda _: None)
+    assert calls == ["pruning"]
+    again = json.loads(cached.read_text())
+    assert again["checkpoint_sha256"] != first["checkpoint_sha256"]
+    # Other settings (more examples) are not served from the cache either.
+    evaluate_run(work, parts=["pruning"], examples=80, log=lambda _: None)
+    assert len(calls) == 5
+
+
+@needs_kornia
+@needs_torchattacks
+def test_command_end_to_end(run_dir: Path, tmp_path: Path) -> None:
+    work = tmp_path / "run"
+    shutil.copytree(run_dir, work)
+    assert main(["robustness", str(work), "--examples", "60"]) == 0
+    text = (work / "robustness.md").read_text()
+    for heading in ("## Corruptions", "## Adversarial", "## Edge removal", "## Paired tests"):
+        assert heading in text
+    assert "| none | 2 |" in text and "| ddc | 2 |" in text
+    summary = json.loads((work / "robustness.json").read_text())
+    assert len(summary["runs"]) == 4
+    none0 = next(r for r in summary["runs"] if r["method"] == "none")
+    accuracy = none0["parts"]["corruptions"]["accuracy"]
+    assert set(accuracy) == set(robustness.corruptions.CORRUPTIONS)
+    assert all(len(v) == 5 for v in accuracy.values())
+    # mCE of none against itself (mean over its seeds) averages 100.
+    metrics = [robustness._metrics(r, [x for x in summary["runs"] if x["method"] == "none"])
+               for r in summary["runs"] if r["method"] == "none"]  # fmt: skip
+    assert sum(m["mCE"] for m in metrics) / 2 == pytest.approx(100.0, rel=0.05)
+    for name in ("corruptions", "adversarial", "pruning"):
+        assert (work / "plots" / f"robustness_{name}.png").exists()
+    # `ddc report` re-renders it from robustness.json.
+    (work / "robustness.md").unlink()
+    assert main(["report", str(work)]) == 0
+    assert (work / "robustness.md").read_text() == text
+
+
+def test_errors(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(RobustnessError, match="not a run directory"):
+        evaluate_run(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    shutil.copy(run_dir / "config.json", empty / "config.json")
+    (empty / "runs" / "ddc" / "seed0").mkdir(parents=True)
+    with pytest.raises(RobustnessError, match="no trained model"):
+        evaluate_run(empty, parts=["pruning"])
+    with pytest.raises(RobustnessError, match="parts"):
+        evaluate_run(run_dir, parts=["pruning", "fog"])
+    with pytest.raises(RobustnessError, match="examples"):
+        evaluate_run(run_dir, examples=0)
+    assert main(["robustness", str(empty), "--parts", "pruning"]) == 2
+    assert "no trained model" in capsys.readouterr().err
+    assert main(["robustness", str(run_dir), "--examples", "-1"]) == 2
+    assert "--examples" in capsys.readouterr().err
+
+
+DICT = Path("/usr/share/dict")
+
+
+@pytest.mark.skipif(not (DICT / "american-english").exists(), reason="needs the word lists")
+def test_sequence_experiment_pruning_only(tmp_path: Path) -> None:
+    out = tmp_path / "wl"
+    args = ["compare", "--experiment", "wordlang-lstm", "--methods", "none", "--seeds", "1"]
+    args += ["--epochs", "1", "--subset", "200", "--quiet", "--out", str(out)]
+    assert main(args) == 0
+    with pytest.raises(RobustnessError, match="sequence experiment.*--parts pruning"):
+        evaluate_run(out, parts=["corruptions", "pruning"], examples=50)
+    md = evaluate_run(out, parts=["pruning"], examples=50, log=lambda _: None)
+    assert "rnn.weight_hh_l0" in md.read_text()
