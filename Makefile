@@ -21,9 +21,13 @@ demo: venv
 	$(VENV)/bin/ddc compare
 
 # The tests also cover Hugging Face models, the HF Trainer, PEFT and Lightning (the optional
-# extras; those tests skip without them).
-test: EXTRAS = dev,huggingface,integrations
+# extras; those tests skip without them), and ddc robustness.
+# The robustness extra (kornia) and torchattacks, installed without its declared torchvision
+# (which would replace the CPU torch; torchattacks never imports it); those tests skip without.
+TORCHATTACKS ?= torchattacks==3.5.1
+test: EXTRAS = dev,huggingface,integrations,robustness
 test: venv
+	$(PY) -m pip install -q --no-deps "$(TORCHATTACKS)"
 	$(PY) -m pytest -q
 
 lint: venv
