@@ -46,7 +46,7 @@ from .io import (
     load_checkpoint,
     save_checkpoint,
 )
-from .methods import apply_method
+from .methods import apply_method, experiment_overrides
 from .models import build_model, xavier_init
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "RunSpec",
     "TrainingDivergedError",
     "prepare_data",
+    "read_mask_variance",
     "train_run",
 ]
 
@@ -162,7 +163,11 @@ def build(spec: RunSpec, data: PreparedData) -> nn.Module:
         **spec.experiment.model_options,
     )
     xavier_init(model)
-    options = {**spec.experiment.method_options.get(spec.method, {}), **spec.method_options}
+    # A control (ddc-shuffled, ...) also takes the experiment's options of its base method.
+    options = {
+        **experiment_overrides(spec.experiment.method_options, spec.method),
+        **spec.method_options,
+    }
     apply_method(model, spec.method, options)
     return model.to(spec.device)
 
@@ -258,6 +263,42 @@ def _append_learned_curves(path: Path, epoch: int, model: nn.Module) -> None:
     atomic_write_json(path, history)
 
 
+def read_mask_variance(
+    metrics_csv: str | Path, *, first_epoch: int = 1, last_epoch: int | None = None
+) -> dict[str, float]:
+    """``{layer: mean mask variance}`` of a run: its ``mask_var/<layer>`` columns averaged over
+    epochs ``first_epoch..last_epoch`` (all by default), for
+    :func:`~dynamic_dropconnect.experiments.methods.variance_matched_options`.
+
+    Epochs without the column (a run resumed from before it existed) are skipped; a layer with
+    no value in the range, or a file with no such column at all, is an error.
+    """
+    path = Path(metrics_csv)
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        columns = reader.fieldnames or []
+    layers = [c.removeprefix("mask_var/") for c in columns if c.startswith("mask_var/")]
+    if not layers:
+        raise ValueError(
+            f"{path} has no mask_var/<layer> column (a run without regularized layers, or "
+            "one trained before the column existed)"
+        )
+    high = math.inf if last_epoch is None else last_epoch
+    chosen = [r for r in rows if first_epoch <= int(r["epoch"]) <= high]
+    out: dict[str, float] = {}
+    for layer in layers:
+        cells = [r[f"mask_var/{layer}"] for r in chosen]
+        values = [v for v in map(float, filter(None, cells)) if math.isfinite(v)]
+        if not values:
+            raise ValueError(
+                f"{path}: no finite mask_var/{layer} in epochs {first_epoch}.."
+                f"{'the last' if last_epoch is None else last_epoch}"
+            )
+        out[layer] = sum(values) / len(values)
+    return out
+
+
 def compiled(net: nn.Module) -> nn.Module:
     """``torch.compile(net)`` (inductor) drawing the masks eager PyTorch would draw.
 
@@ -348,6 +389,8 @@ def train_run(
     if spec.compile:  # once per run; evaluation stays eager (its batches differ in size)
         net = compiled(net)
     layers = ddc.regularized_layers(model)
+    for reg in layers.values():  # mask_var/<layer> in metrics.csv (one dot product a step)
+        reg.track_mask_var = True
     warmup: float | None = None  # seconds of the first (compiling) step of this process
 
     for epoch in range(len(rows), experiment.epochs):
@@ -361,6 +404,7 @@ def train_run(
         seen, steps = 0, 0
         kept = {name: torch.zeros((), device=spec.device) for name in layers}
         mean_prob = {name: torch.zeros((), device=spec.device) for name in layers}
+        mask_var = {name: torch.zeros((), device=spec.device) for name in layers}
         n_batches = math.ceil(len(data.train[0]) / experiment.batch_size)
         for x, y in _progress(
             _batches(data, experiment, generator, rank, world),
@@ -385,6 +429,7 @@ def train_run(
             for name, reg in layers.items():
                 kept[name] += reg.last_kept_fraction
                 mean_prob[name] += reg.last_mean_drop_prob
+                mask_var[name] += reg.last_mask_var
         lr = optimizer.param_groups[0]["lr"]
         val_loss, val_acc = evaluate(model, data.val, data, experiment)
         test_loss, test_acc = evaluate(model, data.test, data, experiment)
@@ -402,6 +447,8 @@ def train_run(
         for name in layers:
             row[f"drop_rate/{name}"] = 1.0 - float(kept[name]) / max(steps, 1)
             row[f"mean_drop_prob/{name}"] = float(mean_prob[name]) / max(steps, 1)
+            # mean over the epoch's steps of mean(p_ij(1-p_ij)): see variance_matched_rate
+            row[f"mask_var/{name}"] = float(mask_var[name]) / max(steps, 1)
         if not math.isfinite(row["train_loss"]):
             # Diverged (or corrupt weights): a failed run, never a complete one. Nothing of
             # this epoch is written, so the last good checkpoint stays.
