@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -246,7 +247,12 @@ def test_command_end_to_end(run_dir: Path, tmp_path: Path) -> None:
     assert (work / "robustness.md").read_text() == text
 
 
-def test_errors(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_errors(
+    run_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     with pytest.raises(RobustnessError, match="not a run directory"):
         evaluate_run(tmp_path)
     empty = tmp_path / "empty"
@@ -263,6 +269,13 @@ def test_errors(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "no trained model" in capsys.readouterr().err
     assert main(["robustness", str(run_dir), "--examples", "-1"]) == 2
     assert "--examples" in capsys.readouterr().err
+    with monkeypatch.context() as patch:  # a missing optional library: what to install
+        patch.setitem(sys.modules, "kornia", None)
+        patch.setitem(sys.modules, "torchattacks", None)
+        with pytest.raises(RobustnessError, match=r"robustness\]"):
+            evaluate_run(run_dir, parts=["corruptions"])
+        assert main(["robustness", str(run_dir), "--parts", "adversarial"]) == 2
+        assert "--no-deps torchattacks" in capsys.readouterr().err
 
 
 DICT = Path("/usr/share/dict")

@@ -160,9 +160,8 @@ def evaluate_run(
 
     Raises:
         RobustnessError: an unknown or repeated part, ``examples < 1``, not a run directory,
-            no trained model, or an image part asked of a sequence (token) experiment.
-        ImportError: kornia (corruptions) or torchattacks (adversarial) is missing, with how
-            to install it.
+            no trained model, an image part asked of a sequence (token) experiment, or kornia
+            (corruptions) / torchattacks (adversarial) missing (the message says how to install).
         DatasetError: the data are missing (with how to get them).
     """
     parts = list(parts)
@@ -186,10 +185,13 @@ def evaluate_run(
             f"no trained model in {run_dir}: runs/<method>/seed<k>/checkpoint.pt is missing; "
             "train first with `ddc compare --out RUN_DIR`"
         )
-    if "corruptions" in parts:
-        corruptions.require_kornia()
-    if "adversarial" in parts:
-        attacks.require()
+    try:  # before anything is computed: say what to install
+        if "corruptions" in parts:
+            corruptions.require_kornia()
+        if "adversarial" in parts:
+            attacks.require()
+    except ImportError as err:
+        raise RobustnessError(f"{err}; or leave that part out with --parts") from err
     subset = config.get("subset")
     datasets: dict[int, PreparedData] = {}
     per_run: list[dict[str, Any]] = []
