@@ -310,3 +310,73 @@ def test_sweep_heatmap(tmp_path: Path) -> None:
     assert out.read_bytes()[:8] == PNG_MAGIC and out.stat().st_size > 1000
     with pytest.raises(ValueError, match="no row"):
         plot_sweep_heatmap(rows, "p", "missing", "val_acc", tmp_path / "bad.png")
+
+
+def test_table_intervals_holm_and_power(run_dir: Path) -> None:
+    from dynamic_dropconnect.experiments.stats import pairs_for_power
+
+    summary = summarize(load_results(run_dir))
+    comps = summary["comparisons"]
+    # ddc - none: d = 0.010, 0.004, 0.017; mean 0.031 / 3, sd by hand, t(0.975, 2) from scipy.
+    d = [0.010, 0.004, 0.017]
+    mean, sd = _hand_mean_std(d)
+    half = stats.t.ppf(0.975, 2) * sd / math.sqrt(3)
+    assert comps["none"]["ci95_t"] == pytest.approx([mean - half, mean + half], abs=1e-12)
+    assert comps["none"]["ci95_bootstrap"] is None  # fewer than 5 pairs
+    assert comps["none"]["effect_size_dz"] == pytest.approx(mean / sd)
+    assert comps["none"]["pairs_for_80_power"] == pairs_for_power(mean / sd)
+    # Holm over the family of this table's two comparisons.
+    p_none = stats.ttest_rel(BEST["ddc"], BEST["none"]).pvalue
+    p_dc = stats.ttest_rel(BEST["ddc"], BEST["dropconnect"]).pvalue
+    low, high = sorted([p_none, p_dc])
+    holm = {p_none: 2 * p_none, p_dc: 2 * p_dc}
+    holm[high] = max(2 * low, high)
+    assert comps["none"]["holm_pvalue"] == pytest.approx(min(1.0, holm[p_none]))
+    assert comps["dropconnect"]["holm_pvalue"] == pytest.approx(min(1.0, holm[p_dc]))
+    table = format_table(summary)
+    header = table.splitlines()[0]
+    for column in ("95% CI of Δ (t)", "95% CI of Δ (bootstrap)", "pairs for 80% power", "Holm p"):
+        assert column in header
+    row = next(line for line in table.splitlines() if line.startswith("| none |"))
+    assert f"[{100 * (mean - half):+.2f}, {100 * (mean + half):+.2f}]" in row
+    assert f"| {min(1.0, holm[p_none]):.3g} | {p_none:.3g} |" in row
+
+
+def test_bootstrap_interval_from_five_seeds(run_dir: Path) -> None:
+    for method in METHODS:
+        for seed in (3, 4):
+            _write_seed(run_dir, method, seed)
+    comp = summarize(load_results(run_dir))["comparisons"]["none"]
+    assert comp["n"] == 5
+    low, high = comp["ci95_bootstrap"]
+    assert low <= comp["mean_diff"] <= high
+
+
+def test_report_forest_plot_and_tuning_section(run_dir: Path) -> None:
+    tuning = {
+        "grid": {"lr": [0.01, 0.02]},
+        "seeds": [1000, 1001],
+        "score": "mean best val acc",
+        "methods": {
+            "ddc": {
+                "names": ["lr"],
+                "grid": [
+                    {"point": {"lr": 0.01}, "label": "lr0.01", "val_acc": 0.9, "val_loss": 0.3},
+                    {"point": {"lr": 0.02}, "label": "lr0.02", "val_acc": 0.95, "val_loss": 0.2},
+                ],
+                "selected": {"lr": 0.02},
+            },
+            "none": {"names": ["lr"], "grid": [], "selected": {}},
+        },
+    }
+    (run_dir / "tune.json").write_text(json.dumps(tuning))
+    text = write_report(run_dir).read_text()
+    assert "| **ddc** | 3 | lr=0.02 | 0.510 |" in text and "| none | 3 | — |" in text
+    assert "## Tuning" in text and "**ddc**: chose lr=0.02" in text
+    assert "| **0.02** | **95.00** | **0.2000** |" in text and "| 0.01 | 90.00 | 0.3000 |" in text
+    data = json.loads((run_dir / "results.json").read_text())
+    assert data["summary"]["methods"]["ddc"]["tuned"] == {"lr": 0.02}
+    assert data["tuning"]["methods"]["ddc"]["selected"] == {"lr": 0.02}
+    for name in ("forest.png", "learning_curves.png"):
+        assert (run_dir / "plots" / name).read_bytes()[:8] == PNG_MAGIC
+    assert data["plots"]["forest"] == "plots/forest.png"
