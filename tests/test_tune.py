@@ -57,6 +57,21 @@ def test_grid_errors_name_the_bad_value() -> None:
     check_tune({"p": [0.3], "lr": [0.01]}, ["none", "ddc"], DIGITS)  # p skipped for none
 
 
+def test_grid_points_and_what_they_set() -> None:
+    from dynamic_dropconnect.experiments.suite import _label, _points, _split_point
+
+    tune = {"lr": [0.01, 0.1], "weight_decay": [0.0, 1e-4], "p": [0.3]}
+    assert _points(tune, "none") == [
+        {"lr": lr, "weight_decay": wd} for lr in (0.01, 0.1) for wd in (0.0, 1e-4)
+    ]
+    assert len(_points(tune, "dropout")) == 4 and _points({"p": [0.3]}, "none") == [{}]
+    point = {"lr": 0.1, "weight_decay": 1e-4, "p": 0.3}
+    assert _label(point) == "lr0.1_weight_decay0.0001_p0.3"
+    experiment, options = _split_point(DIGITS, point)
+    assert (experiment.lr, experiment.weight_decay, options) == (0.1, 1e-4, {"p": 0.3})
+    assert experiment.schedule == DIGITS.schedule and experiment.epochs == DIGITS.epochs
+
+
 def test_tune_seeds_are_their_own() -> None:
     assert tune_seeds([0, 1, 2], 2) == [TUNE_SEED_OFFSET, TUNE_SEED_OFFSET + 1] == [1000, 1001]
     assert tune_seeds([5], 3) == [1005, 1006, 1007]
