@@ -4,7 +4,8 @@ SimpleCNN1 (the authors' MNIST net) on N random 28x28 images, DDC on ``linear1``
 paper's setting) and on every layer, and a 784-512-512-10 MLP with DDC on every layer (nothing
 deterministic to share: the batched passes against the loop). Each variant is timed in
 interleaved rounds in one process (median of the rounds), so the printed ratios hold even on a
-shared machine; the absolute times do not. The target: T = 30 passes with DDC on the head cost at most 3x one deterministic pass.
+shared machine; the absolute times do not. The target: T = 30 passes with DDC on the head cost
+at most 3x one deterministic pass.
 
     python benchmarks/mc_predict.py [--examples 1000] [--samples 30] [--rounds 5] [--threads 1]
 """
