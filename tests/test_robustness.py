@@ -176,6 +176,23 @@ def test_attacks_eps0_unchanged_and_pgd_at_least_fgsm(run_dir: Path) -> None:
     assert not model.training
 
 
+@needs_torchattacks
+def test_eot_attack_on_the_mc_network_leaves_the_model_alone(run_dir: Path) -> None:
+    model, data, experiment = _model(run_dir, "ddc", 0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = robustness._unit(data.test[0][:40])
+    y = data.test[1][:40]
+    wrapped = robustness.attacks.PixelModel(model, lambda c: _inputs(c, data, experiment))
+    out = robustness.attacks.mc_adversarial_accuracy(
+        wrapped, x, y, eot=2, samples=4, epsilons=[0.0, 0.2]
+    )
+    assert set(out) == {"mc_clean", "pgd_eot"} and set(out["pgd_eot"]) == {"0.0", "0.2"}
+    assert out["pgd_eot"]["0.2"] < out["mc_clean"]
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "DDC statistics untouched"
+    assert all(p.requires_grad for p in model.parameters())
+
+
 # --------------------------------------------------------------------------------------------
 # The command
 # --------------------------------------------------------------------------------------------

@@ -195,6 +195,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--batch-size", type=int, default=500, help="examples per chunk")
+    p.add_argument(
+        "--eot",
+        type=int,
+        default=0,
+        help="also attack the MC-averaged network: PGD with N mask draws per step (EOT; N "
+        "times PGD's cost; default 0: off)",
+    )
+    p.add_argument("--mc-samples", type=int, default=30, help="passes of the MC prediction")
 
     sub.add_parser("list", help="experiments, methods, datasets (and whether present)")
 
@@ -467,6 +475,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _check_whole("--examples", args.examples, 0)
             _check_whole("--seed", args.seed, 0, MAX_SEED)
             _check_whole("--batch-size", args.batch_size, 1)
+            _check_whole("--eot", args.eot, 0)
+            _check_whole("--mc-samples", args.mc_samples, 1)
             _check_device(args.device)
             _check_data_dir(args.data_dir)
             path = robustness_run(
@@ -477,6 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 device=args.device,
                 data_dir=args.data_dir,
                 batch_size=args.batch_size,
+                eot=args.eot,
+                mc_samples=args.mc_samples,
             )
             print(path.read_text())
             print(f"Written: {path}")

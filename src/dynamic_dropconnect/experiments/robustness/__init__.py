@@ -40,7 +40,7 @@ from ..io import atomic_write_json, atomic_write_text, load_checkpoint, read_jso
 from ..report import _json_safe, _mean_std, _pyplot, _save, _seed_dirs, load_config
 from ..report import paired_comparison as paired_comparison
 from ..training import PreparedData, RunSpec, _inputs, build, prepare_data
-from ..uncertainty import _file_sha256
+from ..uncertainty import _file_sha256, _stochastic
 from . import attacks, corruptions, pruning
 
 __all__ = [
@@ -84,7 +84,7 @@ def _forward(
     return lambda chunk: model(_inputs(chunk, data, experiment))
 
 
-def _part_settings(part: str, seed: int) -> dict[str, Any]:
+def _part_settings(part: str, seed: int, eot: int = 0, mc_samples: int = 0) -> dict[str, Any]:
     if part == "corruptions":
         return {
             "names": list(corruptions.CORRUPTIONS),
@@ -98,6 +98,7 @@ def _part_settings(part: str, seed: int) -> dict[str, Any]:
             "pgd_steps": attacks.PGD_STEPS,
             "pgd_alpha": "eps/8",
             "seed": seed,
+            **({"eot": eot, "mc_samples": mc_samples} if eot else {}),
         }
     return {"fractions": list(pruning.FRACTIONS), "how": list(pruning.HOW), "seed": seed}
 
@@ -110,6 +111,8 @@ def _evaluate_part(
     seed: int,
     batch: int,
     device: str,
+    eot: int = 0,
+    mc_samples: int = 0,
 ) -> dict[str, Any]:
     x, y = data.test
     y = y.to(device)
@@ -132,7 +135,15 @@ def _evaluate_part(
         return {"accuracy": acc}
     if part == "adversarial":
         wrapped = attacks.PixelModel(model, prepare)
-        return attacks.adversarial_accuracy(wrapped, _unit(x).to(device), y, batch=batch, seed=seed)
+        pixels = _unit(x).to(device)
+        result = attacks.adversarial_accuracy(wrapped, pixels, y, batch=batch, seed=seed)
+        if eot and _stochastic(model):  # a deterministic model's MC prediction is its own
+            result.update(
+                attacks.mc_adversarial_accuracy(
+                    wrapped, pixels, y, eot=eot, samples=mc_samples, batch=batch, seed=seed
+                )
+            )
+        return result
     plain = pruning.plain_model(model)
     forward = lambda m: lambda c: m(prepare(c))  # noqa: E731
     result: dict[str, Any] = pruning.pruning_accuracy(
@@ -151,12 +162,16 @@ def evaluate_run(
     device: str = "cpu",
     data_dir: str | Path | None = None,
     batch_size: int = 500,
+    eot: int = 0,
+    mc_samples: int = 30,
     log: Callable[[str], None] = print,
 ) -> Path:
     """Evaluate every trained model of ``run_dir``; returns the path of ``robustness.md``.
 
     ``seed`` drives the corruptions (the same images for every run), PGD's random start and
-    random pruning. ``examples``: the first N test examples (None: all).
+    random pruning. ``examples``: the first N test examples (None: all). ``eot >= 1`` also
+    attacks the MC-averaged network of each stochastic run (PGD with ``eot`` mask draws per
+    step, scored by ``mc_samples`` passes; see :mod:`.attacks`): ``eot`` times PGD's cost.
 
     Raises:
         RobustnessError: an unknown or repeated part, ``examples < 1``, not a run directory,
@@ -173,6 +188,10 @@ def evaluate_run(
     if examples is not None and (not isinstance(examples, int) or examples < 1):
         raise RobustnessError(
             f"examples must be a whole number >= 1 (or None for all), got {examples!r}"
+        )
+    if not isinstance(eot, int) or eot < 0 or not isinstance(mc_samples, int) or mc_samples < 1:
+        raise RobustnessError(
+            f"eot must be a whole number >= 0 and mc_samples >= 1, got {eot!r}, {mc_samples!r}"
         )
     run_dir = Path(run_dir)
     config = load_config(run_dir)
@@ -218,7 +237,8 @@ def evaluate_run(
         todo = [
             p
             for p in parts
-            if record["parts"].get(p, {}).get("settings") != _part_settings(p, seed)
+            if record["parts"].get(p, {}).get("settings")
+            != _part_settings(p, seed, eot, mc_samples)
         ]
         if todo:
             state = load_checkpoint(folder / "checkpoint.pt", map_location=device)
@@ -239,8 +259,11 @@ def evaluate_run(
                 }
             )
             for part in todo:
-                result = _evaluate_part(part, model, data, experiment, seed, batch_size, device)
-                record["parts"][part] = {"settings": _part_settings(part, seed), **result}
+                result = _evaluate_part(
+                    part, model, data, experiment, seed, batch_size, device, eot, mc_samples
+                )
+                settings = _part_settings(part, seed, eot, mc_samples)
+                record["parts"][part] = {"settings": settings, **result}
                 atomic_write_json(cached, _json_safe(record))
         per_run.append({**record, "parts": {p: record["parts"][p] for p in parts}})
         log(_summary_line(per_run[-1]))
@@ -249,7 +272,12 @@ def evaluate_run(
         _json_safe(
             {
                 "experiment": experiment.name,
-                "settings": {"parts": parts, "examples": examples, "seed": seed},
+                "settings": {
+                    "parts": parts,
+                    "examples": examples,
+                    "seed": seed,
+                    **({"eot": eot, "mc_samples": mc_samples} if eot else {}),
+                },
                 "runs": per_run,
             }
         ),
@@ -319,6 +347,10 @@ def _metrics(run: dict[str, Any], baseline: list[dict[str, Any]]) -> dict[str, f
         for name in attacks.ATTACKS:
             for eps, acc in parts["adversarial"].get(name, {}).items():
                 out[f"{name.upper()} ε={eps}"] = acc
+        if "pgd_eot" in parts["adversarial"]:
+            out["MC clean"] = parts["adversarial"]["mc_clean"]
+            for eps, acc in parts["adversarial"]["pgd_eot"].items():
+                out[f"PGD-EOT MC ε={eps}"] = acc
     if "pruning" in parts:
         for how in pruning.HOW:
             for f, acc in parts["pruning"].get(how, {}).items():
@@ -399,10 +431,18 @@ def render_robustness(run_dir: str | Path) -> Path:
         sections.append(("Corruptions (accuracy %, mean over the 5 severities)", keys))
     if "adversarial" in parts:
         keys = [f"{a.upper()} ε={e}" for a in attacks.ATTACKS for e in attacks.EPSILONS]
+        eot = ""
+        if settings.get("eot"):
+            keys += ["MC clean"] + [f"PGD-EOT MC ε={e}" for e in attacks.EPSILONS]
+            eot = (
+                f"; PGD-EOT MC: the same PGD on the stochastic network, gradients averaged over "
+                f"{settings['eot']} mask draws per step, scored by the {settings['mc_samples']}-"
+                "pass MC prediction (— for a deterministic model)"
+            )
         sections.append(
             (
                 "Adversarial (accuracy % under attack, ε in pixel space [0, 1]; "
-                f"PGD: {attacks.PGD_STEPS} steps of ε/8, random start)",
+                f"PGD: {attacks.PGD_STEPS} steps of ε/8, random start{eot})",
                 keys,
             )
         )
@@ -534,8 +574,18 @@ def _plots(run_dir: Path, by_method: dict[str, list[dict[str, Any]]], parts: lis
                     ),
                 )
                 ax.plot([0.0, *map(float, eps)], curve, marker="o", ms=3, label=m)
+                if name == "pgd" and all("pgd_eot" in r["parts"]["adversarial"] for r in rs):
+                    eot = mean_curve(
+                        rs,
+                        lambda r, e=eps: (
+                            [r["parts"]["adversarial"]["mc_clean"]]
+                            + [r["parts"]["adversarial"]["pgd_eot"][k] for k in e]
+                        ),
+                    )
+                    ax.plot([0.0, *map(float, eps)], eot, ls="--", marker="x", ms=3,
+                            color=ax.lines[-1].get_color(), label=f"{m} MC, EOT")  # fmt: skip
             ax.set(title=name.upper(), xlabel="ε (pixel space)", ylabel="accuracy %")
-        np.atleast_1d(axes)[0].legend(fontsize=7)
+        np.atleast_1d(axes)[-1].legend(fontsize=7)
         fig.tight_layout()
         made.append(_save(fig, run_dir / "plots" / "robustness_adversarial.png"))
     if "pruning" in parts:

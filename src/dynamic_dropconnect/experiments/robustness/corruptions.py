@@ -10,7 +10,9 @@ Definitions (MNIST-C: Mu & Gilmer 2019, "MNIST-C: A Robustness Benchmark for Com
 which fixes one severity per corruption; the 5-level scales follow ImageNet-C, Hendrycks &
 Dietterich 2019, where it defines the corruption, and are ours for the affine ones). Spatial
 sizes are given for 28-pixel images and scaled by ``min(H, W) / 28``, so every corruption runs at
-any image size (digits are 8x8: its blurs and occlusions are correspondingly thin):
+any image size (digits are 8x8: its blurs and occlusions are correspondingly thin; there every
+motion-blur severity is the smallest, 3-pixel kernel, and Gaussian blur at severity 1 changes
+nothing):
 
 - ``gaussian_noise``: ``clip(x + sigma * z)``, ``z ~ N(0, 1)``, sigma 0.08 0.12 0.18 0.26 0.38
   (ImageNet-C). torch.
