@@ -14,6 +14,7 @@ Compilation uses inductor with ``fallback_random=True`` (the masks eager would d
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -125,8 +126,44 @@ def main() -> None:
             "speedup_vs_eager": round(eager / seconds, 3),
             "warmup_s": round(warmup[label], 1),
         }
+    result["evaluation"] = _evaluation_batches(args.rounds)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _evaluation_batches(rounds: int) -> dict[str, float]:
+    """The suite's evaluation pass (10,000 images, eval mode, no grad) at several batch sizes,
+    eager and channels_last: is 512 (the suite's) a good size?"""
+    torch.manual_seed(0)
+    model = SimpleCNN1(num_classes=10, in_channels=1, image_size=28).eval()
+    x = torch.randn(10_000, 1, 28, 28)
+    variants: dict[str, Callable[[], object]] = {}
+    for batch in (128, 512, 2048):
+        for channels_last in (False, True):
+            net = copy.deepcopy(model)
+            data = x
+            if channels_last:
+                net = net.to(memory_format=torch.channels_last)
+                data = x.contiguous(memory_format=torch.channels_last)
+
+            def run(net: nn.Module = net, data: torch.Tensor = data, batch: int = batch) -> None:
+                with torch.no_grad():
+                    for start in range(0, len(data), batch):
+                        net(data[start : start + batch])
+
+            variants[f"batch {batch}{' channels_last' if channels_last else ''}"] = run
+    times: dict[str, list[float]] = {label: [] for label in variants}
+    for fn in variants.values():
+        fn()
+    for _ in range(max(3, rounds // 2)):
+        for label, fn in variants.items():
+            times[label].append(_seconds(fn))
+    median = {label: statistics.median(t) for label, t in times.items()}
+    base = median["batch 512"]
+    print("Evaluation of 10,000 images (eval, no grad), relative to batch 512 eager:")
+    for label, seconds in median.items():
+        print(f"  {label:<26} {seconds:6.2f} s  {base / seconds:4.2f}x")
+    return {label: round(base / seconds, 3) for label, seconds in median.items()}
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ distribution elsewhere, and a fallback where torch.fx cannot trace."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -41,6 +42,23 @@ def _with_statistic(model: nn.Module, x: torch.Tensor) -> nn.Module:
     return model.eval()
 
 
+def _loop_then_fast(
+    model: nn.Module,
+    inputs: object,
+    n: int,
+    reseed: Callable[[], object],
+    caplog: pytest.LogCaptureFixture | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whole passes in a loop, then the fast path, each from the same RNG state."""
+    reseed()
+    loop = ddc.mc_predict(model, inputs, n, return_samples=True, fast=False)
+    reseed()
+    if caplog is None:
+        return loop, ddc.mc_predict(model, inputs, n, return_samples=True)
+    with caplog.at_level(logging.DEBUG, logger="dynamic_dropconnect"):
+        return loop, ddc.mc_predict(model, inputs, n, return_samples=True)
+
+
 def _paths(caplog: pytest.LogCaptureFixture) -> str:
     return " ".join(r.getMessage() for r in caplog.records if r.name == "dynamic_dropconnect")
 
@@ -55,11 +73,7 @@ def test_head_only_fast_path_draws_the_loops_masks(
     model = ddc.apply(_cnn(batchnorm), method, include=["linear1"], generator=generator)
     _with_statistic(model, x)
     running = [b.clone() for b in model.buffers()]
-    generator.manual_seed(7)
-    loop = ddc.mc_predict(model, x, 9, return_samples=True, fast=False)
-    generator.manual_seed(7)
-    with caplog.at_level(logging.DEBUG, logger="dynamic_dropconnect"):
-        fast = ddc.mc_predict(model, x, 9, return_samples=True)
+    loop, fast = _loop_then_fast(model, x, 9, lambda: generator.manual_seed(7), caplog)
     assert "batched over 9 passes" in _paths(caplog)
     assert fast.shape == loop.shape == (9, 6, 3)
     torch.testing.assert_close(fast, loop, rtol=0, atol=1e-6)
@@ -118,11 +132,7 @@ def test_untraceable_model_falls_back_to_whole_passes(caplog: pytest.LogCaptureF
     generator = torch.Generator().manual_seed(0)
     model = ddc.apply(Branchy(), "dropconnect", generator=generator)
     x = torch.randn(5, 4)
-    generator.manual_seed(2)
-    loop = ddc.mc_predict(model, x, 6, return_samples=True, fast=False)
-    generator.manual_seed(2)
-    with caplog.at_level(logging.DEBUG, logger="dynamic_dropconnect"):
-        fast = ddc.mc_predict(model, x, 6, return_samples=True)
+    loop, fast = _loop_then_fast(model, x, 6, lambda: generator.manual_seed(2), caplog)
     assert "cannot trace" in _paths(caplog)
     assert "6 whole passes" in _paths(caplog)
     torch.testing.assert_close(fast, loop, rtol=0, atol=0)
@@ -147,11 +157,7 @@ def test_lstm_with_ddc_on_weight_hh_loops_only_the_random_part(
     model = ddc.apply(Tagger(), "ddc", include="rnn.weight_hh_l0", generator=generator)
     tokens = torch.randint(0, 20, (4, 7))
     _with_statistic(model, tokens)
-    generator.manual_seed(5)
-    loop = ddc.mc_predict(model, tokens, 8, return_samples=True, fast=False)
-    generator.manual_seed(5)
-    with caplog.at_level(logging.DEBUG, logger="dynamic_dropconnect"):
-        fast = ddc.mc_predict(model, tokens, 8, return_samples=True)
+    loop, fast = _loop_then_fast(model, tokens, 8, lambda: generator.manual_seed(5), caplog)
     assert "in a loop over 8 passes" in _paths(caplog)  # the embedding ran once
     torch.testing.assert_close(fast, loop, rtol=0, atol=1e-6)
     assert fast.std(0).max() > 1e-4
@@ -164,10 +170,7 @@ def test_transformer_encoder_with_ddc_matches_the_loop_and_varies() -> None:
     ddc.apply(model, "ddc", include=["1.layers.*.linear1"])
     x = torch.randn(2, 4, 5)
     _with_statistic(model, x)
-    torch.manual_seed(9)
-    loop = ddc.mc_predict(model, x, 5, return_samples=True, fast=False)
-    torch.manual_seed(9)
-    fast = ddc.mc_predict(model, x, 5, return_samples=True)
+    loop, fast = _loop_then_fast(model, x, 5, lambda: torch.manual_seed(9))
     # The encoder is one opaque random module: the loop over it draws what whole passes draw.
     torch.testing.assert_close(fast, loop, rtol=0, atol=1e-6)
     assert fast.std(0).max() > 1e-4
@@ -194,9 +197,6 @@ def test_huggingface_dict_inputs_take_whole_passes() -> None:
     torch.manual_seed(0)
     model = ddc.apply(transformers.BertForSequenceClassification(config), "dropconnect")
     batch = {"input_ids": torch.randint(0, 50, (2, 6))}
-    torch.manual_seed(4)
-    loop = ddc.mc_predict(model, batch, 4, return_samples=True, fast=False)
-    torch.manual_seed(4)
-    fast = ddc.mc_predict(model, batch, 4, return_samples=True)
+    loop, fast = _loop_then_fast(model, batch, 4, lambda: torch.manual_seed(4))
     torch.testing.assert_close(fast, loop, rtol=0, atol=0)
     assert fast.std(0).max() > 1e-4

@@ -270,16 +270,13 @@ def mc_passes(
     needed = {i for n in [*random_nodes, output] for i in n.all_input_nodes if i in env}
     frontier = {n: env[n] for n in needed}
 
-    def finish(values: dict[fx.Node, Any]) -> Tensor:
-        result = fx.node.map_arg(output.args[0], lambda n: values[n])
-        return postprocess(result)
-
+    part = _RandomPart(model, random_nodes, frontier, output, postprocess)
     if not plan.batchable and not any(
         n.op.startswith("call") and n not in plan.random for n in nodes
     ):
         return None  # nothing deterministic to share and nothing to batch: whole passes
     if plan.batchable:
-        samples = _batched(model, random_nodes, frontier, finish, n_samples, chunk_bytes)
+        samples = _batched(part, n_samples, chunk_bytes)
         if samples is not None:
             return samples
         plan.batchable = False  # vmap refused this model: loop from now on
@@ -291,35 +288,40 @@ def mc_passes(
         len(random_nodes),
         n_samples,
     )
-    return _loop(model, random_nodes, frontier, finish, n_samples)
+    return part.loop(n_samples)
 
 
-def _loop(
-    model: nn.Module,
-    random_nodes: list[fx.Node],
-    frontier: dict[fx.Node, Any],
-    finish: Callable[[dict[fx.Node, Any]], Tensor],
-    n_samples: int,
-) -> Tensor:
-    """The random part once per pass, each module drawing its own masks."""
-    passes = []
-    for _ in range(n_samples):
-        values = dict(frontier)
-        for node in random_nodes:
-            values[node] = _run(model, node, values)
-        passes.append(finish(values))
-    return torch.stack(passes)
+@dataclass
+class _RandomPart:
+    """The nodes after the split, with the deterministic values they read."""
+
+    model: nn.Module
+    nodes: list[fx.Node]
+    frontier: dict[fx.Node, Any]
+    output: fx.Node
+    postprocess: Callable[[Any], Tensor]
+
+    def run(
+        self,
+        call_module: Callable[[fx.Node, nn.Module, tuple, dict], Any] | None = None,
+        produced: list[int] | None = None,
+    ) -> Tensor:
+        """One pass; ``produced`` collects the bytes of every value it makes."""
+        values = dict(self.frontier)
+        for node in self.nodes:
+            values[node] = _run(self.model, node, values, call_module)
+            if produced is not None:
+                produced.append(_nbytes(values[node]))  # under vmap: per-pass shapes
+        return self.postprocess(fx.node.map_arg(self.output.args[0], lambda n: values[n]))
+
+    def loop(self, n_samples: int) -> Tensor:
+        """``n_samples`` passes one after another, each module drawing its own masks."""
+        return torch.stack([self.run() for _ in range(n_samples)])
 
 
-def _batched(
-    model: nn.Module,
-    random_nodes: list[fx.Node],
-    frontier: dict[fx.Node, Any],
-    finish: Callable[[dict[fx.Node, Any]], Tensor],
-    n_samples: int,
-    chunk_bytes: int,
-) -> Tensor | None:
+def _batched(part: _RandomPart, n_samples: int, chunk_bytes: int) -> Tensor | None:
     """The random part under ``vmap`` over passes, one mask per pass and regularized weight."""
+    model, random_nodes = part.model, part.nodes
     masked: dict[str, tuple[nn.Module, WeightRegularizer, Tensor | float]] = {}
     for node in random_nodes:
         if node.op == "call_module":
@@ -338,11 +340,7 @@ def _batched(
                 return _masked_linear(module, args[0], scales[target])
             return module(*args, **kwargs)
 
-        values = dict(frontier)
-        for node in random_nodes:
-            values[node] = _run(model, node, values, call_module)
-            produced.append(_nbytes(values[node]))  # per pass: vmap shows unbatched shapes
-        return finish(values)
+        return part.run(call_module, produced)
 
     batched = torch.func.vmap(one_pass, randomness="different")
     out: list[Tensor] = []
@@ -369,7 +367,7 @@ def _batched(
             if chunk == 1 and done < n_samples:
                 # One pass already fills the budget: vmap would only add overhead.
                 logger.debug("mc_predict: one pass fills the chunk budget; looping the rest")
-                rest = _loop(model, random_nodes, frontier, finish, n_samples - done)
+                rest = part.loop(n_samples - done)
                 return torch.cat([*out, rest])
     logger.debug(
         "mc_predict: %s split by torch.fx: random part of %d node(s) batched over %d passes "
