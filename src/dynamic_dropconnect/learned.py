@@ -47,11 +47,11 @@ from torch import Tensor, nn
 from . import functional as F
 from .regularizers import WeightRegularizer, _check_flag, _check_rate
 
-__all__ = ["FEATURES", "RESCALE_MODES", "LearnedDropConnect"]
+__all__ = ["FEATURES", "LEARNED_RESCALE_MODES", "LearnedDropConnect"]
 
 FEATURES: tuple[str, ...] = ("z_grad", "z_weight", "sign_agreement", "previous_p")
 #: The ``rescale`` options of :class:`LearnedDropConnect`.
-RESCALE_MODES: tuple[str, ...] = ("expected", "per_edge")
+LEARNED_RESCALE_MODES: tuple[str, ...] = ("expected", "per_edge")
 
 
 class _LearnedWeight(torch.autograd.Function):
@@ -159,10 +159,11 @@ class LearnedDropConnect(WeightRegularizer):
         name = type(self).__name__
         if options.get("mask_mode", "batch") != "batch":
             raise ValueError(f"{name}: mask_mode is fixed to 'batch', got {options['mask_mode']!r}")
-        if rescale not in RESCALE_MODES:
+        if rescale not in LEARNED_RESCALE_MODES:
+            valid = ", ".join(map(repr, LEARNED_RESCALE_MODES))
             raise ValueError(
-                f"{name}: rescale must be one of {', '.join(map(repr, RESCALE_MODES))} (a relaxed "
-                f"mask has no kept count for 'empirical'), got {rescale!r}"
+                f"{name}: rescale must be one of {valid} (a relaxed mask has no kept count for "
+                f"'empirical'), got {rescale!r}"
             )
         _check_flag(name, "shuffle", shuffle)
         super().__init__(**{**options, "rescale": rescale, "mask_mode": "batch"})
