@@ -462,12 +462,15 @@ def _method_details(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_tuning(tuning: dict[str, Any]) -> str:
-    """The ``Tuning`` section of results.md: what was tuned, how, and per method its grid
-    with the validation scores (the chosen point in bold). Empty without tuning."""
+def format_tuning(tuning: dict[str, Any], order: Sequence[str] = ()) -> str:
+    """The ``Tuning`` section of results.md: what was tuned, how, and per method (in
+    ``order`` first) its grid with the validation scores (the chosen point in bold). Empty
+    without tuning."""
     methods = tuning.get("methods") or {}
     if not methods:
         return ""
+    rank = {m: i for i, m in enumerate(order)}
+    methods = dict(sorted(methods.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
     grid = tuning.get("grid", {})
     flags = " ".join(f"--tune {k}={','.join(map(str, v))}" for k, v in grid.items())
     lines = [
@@ -603,8 +606,8 @@ def plot_learning_curves(
     first = min(float(c[0].min()) for c in curves.values() if c is not None)
     epochs_seen = sorted({float(e) for c in curves.values() if c is not None for e in c[0]})
     zoom_from = last - (last - first) / 3.0  # the last third of the epochs, at least two
-    if len(epochs_seen) >= 2:
-        zoom_from = min(zoom_from, epochs_seen[-2])
+    if len(epochs_seen) >= 2:  # start on an epoch: no line enters from outside the range
+        zoom_from = max(e for e in epochs_seen[:-1] if e <= zoom_from)
     plt = _pyplot()
     from matplotlib.ticker import FuncFormatter
 
@@ -643,9 +646,8 @@ def plot_learning_curves(
         zoom.set_xlabel("epoch")
         if log_loss and column == "train_loss":  # the zoom is narrow: linear there
             full.set_yscale("log")
-            plain = FuncFormatter(lambda v, _: f"{v:g}")
-            full.yaxis.set_major_formatter(plain)
-            full.yaxis.set_minor_formatter(plain)
+            full.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            full.yaxis.set_minor_formatter(FuncFormatter(_log_minor_label))
             full.tick_params(axis="y", which="minor", labelsize=7)
         if math.isfinite(low) and math.isfinite(high):
             pad = 0.05 * (high - low) if high > low else max(abs(high) * 0.01, 0.01)
@@ -662,6 +664,14 @@ def plot_learning_curves(
     )
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _log_minor_label(value: float, _position: int) -> str:
+    """Minor tick labels of a log axis: only 2x and 5x a power of ten (the others crowd)."""
+    if value <= 0:
+        return ""
+    lead = value / 10 ** math.floor(math.log10(value) + 1e-9)
+    return f"{value:g}" if round(lead, 6) in (2.0, 5.0) else ""
 
 
 def _all_positive(curves: dict[tuple[str, str], Any], column: str) -> bool:
@@ -1085,7 +1095,7 @@ def write_report(run_dir: str | Path, reference: str | None = None) -> Path:
     if results:
         parts += [format_table(summary), _method_details(summary)]
     if tuning:
-        parts += [format_tuning(tuning)]
+        parts += [format_tuning(tuning, order)]
     else:
         parts += ["No complete run yet.", ""]
     if incomplete:
