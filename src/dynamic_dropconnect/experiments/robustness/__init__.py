@@ -84,15 +84,22 @@ def _forward(
     return lambda chunk: model(_inputs(chunk, data, experiment))
 
 
+#: Bumped whenever a part's definition changes, so that cached results of the old one are
+#: recomputed (the settings are the cache key, with the checkpoint's sha256).
+_PART_VERSION = {"corruptions": 2, "adversarial": 1, "pruning": 1}
+
+
 def _part_settings(part: str, seed: int, eot: int = 0, mc_samples: int = 0) -> dict[str, Any]:
     if part == "corruptions":
         return {
+            "version": _PART_VERSION[part],
             "names": list(corruptions.CORRUPTIONS),
             "severities": list(corruptions.SEVERITIES),
             "seed": seed,
         }
     if part == "adversarial":
         return {
+            "version": _PART_VERSION[part],
             "attacks": list(attacks.ATTACKS),
             "epsilons": list(attacks.EPSILONS),
             "pgd_steps": attacks.PGD_STEPS,
@@ -100,7 +107,12 @@ def _part_settings(part: str, seed: int, eot: int = 0, mc_samples: int = 0) -> d
             "seed": seed,
             **({"eot": eot, "mc_samples": mc_samples} if eot else {}),
         }
-    return {"fractions": list(pruning.FRACTIONS), "how": list(pruning.HOW), "seed": seed}
+    return {
+        "version": _PART_VERSION[part],
+        "fractions": list(pruning.FRACTIONS),
+        "how": list(pruning.HOW),
+        "seed": seed,
+    }
 
 
 def _evaluate_part(

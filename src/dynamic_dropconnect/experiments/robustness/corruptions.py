@@ -40,9 +40,10 @@ nothing):
 - ``contrast``: ``clip((x - m) * c + m)``, m the image's mean, c 0.4 0.3 0.2 0.1 0.05
   (ImageNet-C). torch: ``kornia.enhance.adjust_contrast`` multiplies by ``c`` without centring
   on the mean, which is another corruption.
-- ``zigzag``: severity ``s`` draws ``s`` zigzag lines (3 segments between random points, width
-  1.2 pixels, intensity 1) over the image, ``max(x, line)`` (MNIST-C ``zigzag`` / ``dotted_line``
-  style occlusion). torch: each pixel's distance to the segments.
+- ``zigzag``: severity ``s`` draws ``s`` zigzag lines (3 segments from a random point, each
+  turn a random step of up to 0.3 of the image size in x and y; width 1.2 pixels, intensity 1)
+  over the image, ``max(x, line)``: occlusion in the style of MNIST-C's ``zigzag`` and
+  ``dotted_line``, not its drawing code. torch: each pixel's distance to the segments.
 """
 
 from __future__ import annotations
@@ -182,9 +183,13 @@ def _zigzag(x: Tensor, i: int, gen: torch.Generator) -> Tensor:
     n, _, h, w = x.shape
     ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
     points = torch.stack([xs.reshape(-1), ys.reshape(-1)], 1)  # (P, 2) in pixels
-    # All five lines drawn for every severity: severity s keeps the first s (nested).
-    vertices = torch.rand(len(SEVERITIES), n, _ZIGZAG_SEGMENTS + 1, 2, generator=gen)
-    vertices = vertices * torch.tensor([float(w), float(h)])
+    # All five lines drawn for every severity: severity s keeps the first s (nested). Each
+    # starts anywhere and turns at points a random step of up to 0.3 of the image away.
+    size = torch.tensor([float(w), float(h)])
+    start = torch.rand(len(SEVERITIES), n, 1, 2, generator=gen) * size
+    steps = (torch.rand(len(SEVERITIES), n, _ZIGZAG_SEGMENTS, 2, generator=gen) * 2 - 1) * 0.3
+    vertices = torch.cat([start, start + steps.cumsum(2) * size], 2)
+    vertices = torch.minimum(vertices.clamp_min(0), size)
     near = torch.full((n, h * w), float("inf"))
     for line in range(i + 1):
         for k in range(_ZIGZAG_SEGMENTS):
