@@ -16,7 +16,13 @@ from torch import nn
 import dynamic_dropconnect as ddc
 from dynamic_dropconnect.experiments.cli import main
 from dynamic_dropconnect.experiments.config import get_experiment
-from dynamic_dropconnect.experiments.training import RunSpec, compiled, prepare_data, train_run
+from dynamic_dropconnect.experiments.training import (
+    RunSpec,
+    compiled,
+    prepare_data,
+    train_run,
+    uses_channels_last,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -106,3 +112,30 @@ def test_compile_is_recorded_and_resume_under_the_other_setting_is_refused(
     capsys.readouterr()
     assert main([*args, "--out", str(out), "--quiet", "--resume", "--compile"]) != 0
     assert "compile: False -> True" in capsys.readouterr().err
+
+
+def test_channels_last_is_the_eager_default_for_cnns_and_changes_only_rounding(
+    tmp_path: Path,
+) -> None:
+    experiment = get_experiment("fashion-mnist-simplecnn1").with_epochs(1)
+    try:
+        data = prepare_data(experiment, seed=0, subset=400)
+    except Exception as err:  # the Debian package is missing: nothing to train on
+        pytest.skip(f"Fashion-MNIST not available: {err}")
+    runs = {}
+    for label, options in (("auto", {}), ("contiguous", {"channels_last": False})):
+        spec = RunSpec(experiment, "ddc", 0, **options)  # type: ignore[arg-type]
+        runs[label] = train_run(spec, tmp_path / label, data, progress=False)
+    assert runs["auto"]["channels_last"] is True
+    assert runs["contiguous"]["channels_last"] is False
+    rows = {label: (tmp_path / label / "metrics.csv").read_text().splitlines() for label in runs}
+    header = rows["auto"][0].split(",")
+    auto = dict(zip(header, rows["auto"][1].split(","), strict=True))
+    plain = dict(zip(header, rows["contiguous"][1].split(","), strict=True))
+    for key in ("train_loss", "val_loss", "test_loss"):
+        assert float(auto[key]) == pytest.approx(float(plain[key]), rel=1e-4)
+    # The same masks were drawn: identical realized drop rates.
+    assert auto["drop_rate/linear1"] == plain["drop_rate/linear1"]
+    compiled_spec = RunSpec(experiment, "ddc", 0, compile=True)
+    model = torch.nn.Conv2d(1, 2, 3)
+    assert not uses_channels_last(compiled_spec, model, data)  # compiled runs stay NCHW
