@@ -544,12 +544,12 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: str | Path) -> Path:
-    """Save a figure as PNG atomically and close it."""
+def _save(fig: Any, path: str | Path, *, tight: bool = False) -> Path:
+    """Save a figure as PNG atomically and close it (``tight``: cropped to its contents)."""
     plt = _pyplot()
     buf = io.BytesIO()
     try:
-        fig.savefig(buf, format="png", dpi=110)
+        fig.savefig(buf, format="png", dpi=110, **({"bbox_inches": "tight"} if tight else {}))
     finally:
         plt.close(fig)
     return atomic_write(path, lambda f: f.write(buf.getvalue()))
@@ -832,8 +832,9 @@ def plot_forest(
             textcoords="offset points",
             ha="center",
             fontsize=8,
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
         )
-    ax.axvline(0.0, color="black", ls="--", lw=0.8)
+    ax.axvline(0.0, color="black", ls="--", lw=0.8, zorder=0)
     ax.set_yticks(ys, [str(r["label"]) for r in shown])
     ax.set_ylim(-0.8, len(shown) - 0.3)
     ax.set_xlabel(xlabel)
@@ -845,7 +846,7 @@ def plot_forest(
     ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, tight=True)
 
 
 def _forest_of(summary: dict[str, Any], path: Path) -> Path | None:
