@@ -6,6 +6,12 @@ The run directory is written by the training code::
     RUN_DIR/runs/<method>/seed<k>/metrics.csv   # one row per finished epoch
     RUN_DIR/runs/<method>/seed<k>/result.json   # {"method", "seed", ..., "complete": true}
     RUN_DIR/runs/<method>/seed<k>/drop_probs.pt # optional {layer: 1-D tensor of p_ij}
+    RUN_DIR/tune.json                           # --tune: grid, validation scores, choices
+
+Every comparison table states, per paired comparison, the mean difference with its 95 % t
+interval (and a seeded percentile-bootstrap interval from 5 pairs on), the t-test p-value and
+its Holm adjustment over the family of all comparisons in that table, and the number of seed
+pairs a paired t-test would need for 80 % power at the observed effect (:mod:`.stats`).
 
 Accuracies are fractions in ``[0, 1]`` in the files and percentages (2 decimals) in the report. The
 honest number is the test accuracy at the best-validation epoch; the maximum test accuracy over
