@@ -206,9 +206,17 @@ def test_compare_tunes_on_validation_never_test(
     for method in ("none", "ddc"):
         spec = specs[out / "runs" / method / "seed0"]
         assert spec.seed == 0 and spec.experiment.lr == selected[method]["lr"]
-        assert spec.method_options == {k: v for k, v in selected[method].items() if k != "lr"}
+        options = {k: v for k, v in selected[method].items() if k != "lr"}
+        assert spec.experiment.method_options.get(method, {}) == options
+        settings = json.loads((out / "runs" / method / "seed0" / "result.json").read_text())[
+            "settings"
+        ]
+        assert settings["lr"] == selected[method]["lr"]
+        assert settings["method_options"].get(method, {}) == options  # self-describing run
     config = json.loads((out / "config.json").read_text())
     assert config["tune"]["grid"] == record["grid"] and config["tune"]["seeds"] == [1000, 1001]
+    assert config["tuned"] == selected
+    assert config["settings"]["lr"] == DIGITS.lr  # the experiment's, not a tuned one
 
     summary = json.loads((out / "results.json").read_text())
     assert summary["summary"]["methods"]["ddc"]["tuned"] == selected["ddc"]

@@ -466,6 +466,22 @@ def _split_point(
     return experiment, {k: v for k, v in point.items() if k not in ("lr", "weight_decay")}
 
 
+def _evaluation_experiment(
+    experiment: Experiment, method: str, point: dict[str, float]
+) -> Experiment:
+    """The experiment ``method``'s evaluation runs train under: the point's ``lr`` and
+    ``weight_decay``, and its method options in ``method_options[method]``, so that each run's
+    ``result.json`` settings (and checkpoint) hold everything it was trained with."""
+    run_experiment, method_options = _split_point(experiment, point)
+    if not method_options:
+        return run_experiment
+    merged = {
+        **run_experiment.method_options,
+        method: {**run_experiment.method_options.get(method, {}), **method_options},
+    }
+    return dataclasses.replace(run_experiment, method_options=merged)
+
+
 def _validation_score(result: dict[str, Any], run_dir: Path) -> dict[str, float]:
     """A tune run's score from validation numbers only: its best validation accuracy and the
     validation loss at that epoch (NaN when metrics.csv lacks it). Test keys are never read."""
@@ -945,18 +961,19 @@ def compare(
             for method, point in chosen.items():
                 if point:
                     options.log(f"tuned {method}: {_label(point)} (best on validation)")
+            # What the evaluation runs are trained with, for the tools that rebuild their models.
+            config = read_json_file(out / "config.json")
+            atomic_write_json(out / "config.json", {**config, "tuned": chosen})
         tasks = []
         for seed in seeds:
             for method in methods:
-                run_experiment, method_options = _split_point(experiment, chosen.get(method, {}))
                 tasks.append(
                     _Task(
                         RunSpec(
-                            run_experiment,
+                            _evaluation_experiment(experiment, method, chosen.get(method, {})),
                             method,
                             seed,
                             options.device,
-                            method_options,
                             compile=options.compile,
                         ),
                         out / "runs" / method / f"seed{seed}",
