@@ -7,7 +7,8 @@ Layout of a run directory (every file written atomically)::
     RUN_DIR/runs/<method>/seed<k>/result.json  accuracies at best-val / final / max epoch
     RUN_DIR/runs/<method>/seed<k>/checkpoint.pt last finished epoch, for --resume
     RUN_DIR/runs/<method>/seed<k>/checkpoint.pt.sha256  its digest, checked on load
-    RUN_DIR/tune/<method>/<point>/seed<k>/     --tune: the runs of every grid point (own seeds)
+    RUN_DIR/tune/<method>/<point>/seed<k>/     --tune: the runs of every grid point (own seeds;
+                                               sweep: tune/ddc/<cell>/, tune/matched/<rate>/)
     RUN_DIR/tune.json                          --tune: validation scores and the chosen points
     RUN_DIR/results.json, results.md, plots/   written by :func:`report.write_report`
     RUN_DIR/.ddc-lock                          pid and host of the ddc writing RUN_DIR
@@ -72,6 +73,7 @@ __all__ = [
     "RunsFailedError",
     "check_grid",
     "check_out_dir",
+    "check_sweep_tune",
     "check_tune",
     "compare",
     "lock_run_dir",
