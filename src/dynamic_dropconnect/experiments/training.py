@@ -25,7 +25,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -337,6 +337,21 @@ def read_mask_variance(
             )
         out[layer] = sum(values) / len(values)
     return out
+
+
+def trained_experiment(state: dict[str, Any], default: Experiment) -> Experiment:
+    """The experiment a checkpoint was trained under, as its ``"experiment"`` entry records it
+    (a tuned run's lr and method options included); ``default`` where it records none.
+
+    Models rebuilt for evaluation must use this, not the run directory's config: the rates of a
+    tuned method live only in its own runs.
+    """
+    saved = state.get("experiment")
+    if not isinstance(saved, dict):
+        return default
+    known = {f.name for f in fields(Experiment)}
+    # Settings added to Experiment after the checkpoint was written take their defaults.
+    return Experiment(**{k: v for k, v in saved.items() if k in known})
 
 
 def compiled(net: nn.Module) -> nn.Module:

@@ -53,7 +53,7 @@ from .report import (
     mean_drop_rate,
     paired_comparison,
 )
-from .training import PreparedData, RunSpec, _inputs, build, prepare_data
+from .training import PreparedData, RunSpec, _inputs, build, prepare_data, trained_experiment
 
 __all__ = [
     "OOD_PAIRS",
@@ -290,7 +290,8 @@ def evaluate_run(
                 experiment, seed=seed, data_dir=data_dir, subset=subset, device=device
             )
         state = load_checkpoint(folder / "checkpoint.pt", map_location=device)
-        model = build(RunSpec(experiment, method, seed, device), datasets[seed])
+        trained = trained_experiment(state, experiment)
+        model = build(RunSpec(trained, method, seed, device), datasets[seed])
         model.load_state_dict(state["model"])
         torch.manual_seed(seed)  # reproducible masks
         data = datasets[seed]

@@ -39,7 +39,7 @@ from ..config import Experiment
 from ..io import atomic_write_json, atomic_write_text, load_checkpoint, read_json_object
 from ..report import _json_safe, _mean_std, _pyplot, _save, _seed_dirs, load_config
 from ..report import paired_comparison as paired_comparison
-from ..training import PreparedData, RunSpec, _inputs, build, prepare_data
+from ..training import PreparedData, RunSpec, _inputs, build, prepare_data, trained_experiment
 from ..uncertainty import _file_sha256, _stochastic
 from . import attacks, corruptions, pruning
 
@@ -254,7 +254,8 @@ def evaluate_run(
         ]
         if todo:
             state = load_checkpoint(folder / "checkpoint.pt", map_location=device)
-            model = build(RunSpec(experiment, method, run_seed, device), data)
+            trained = trained_experiment(state, experiment)
+            model = build(RunSpec(trained, method, run_seed, device), data)
             model.load_state_dict(state["model"])
             x, y = data.test
             clean = _accuracy(_forward(model, data, experiment), x, y.to(device), batch_size)
