@@ -99,8 +99,8 @@ def _add_run_options(parser: argparse.ArgumentParser, seeds: int) -> None:
     parser.add_argument(
         "--compile",
         action="store_true",
-        help="train through torch.compile (inductor, eager's masks): ~1.5x faster CNN steps "
-        "after a warm-up of 20-90 s per run; recorded, --resume keeps it",
+        help="train through torch.compile (inductor, drawing eager's masks); compiled once per "
+        "run, recorded, --resume keeps it (speed: benchmarks/epoch_speed.py)",
     )
     parser.add_argument(
         "--schedule",
