@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import dynamic_dropconnect as ddc
+from _helpers import metrics_without_time
 from dynamic_dropconnect.experiments.cli import main
 from dynamic_dropconnect.experiments.config import get_experiment
 from dynamic_dropconnect.experiments.training import (
@@ -91,14 +92,19 @@ def test_resumed_compiled_run_equals_uninterrupted_compiled_run(tmp_path: Path) 
     torch.manual_seed(999)  # the process state must not matter
     resumed = _digits_run(tmp_path / "b", resume=True)
 
-    def rows_without_time(path: Path) -> list[list[str]]:
-        rows = [line.split(",") for line in path.read_text().splitlines()]
-        seconds = rows[0].index("seconds")
-        return [row[:seconds] + row[seconds + 1 :] for row in rows]
-
-    assert rows_without_time(tmp_path / "a" / "metrics.csv") == rows_without_time(
-        tmp_path / "b" / "metrics.csv"
-    )
+    straight_rows = metrics_without_time(tmp_path / "a" / "metrics.csv")
+    resumed_rows = metrics_without_time(tmp_path / "b" / "metrics.csv")
+    header = straight_rows[0]
+    assert resumed_rows[0] == header and len(resumed_rows) == len(straight_rows)
+    for a, b in zip(straight_rows[1:], resumed_rows[1:], strict=True):
+        for name, x, y in zip(header, a, b, strict=True):
+            if name in ("val_loss", "test_loss"):
+                # The first compilation of a process can leave an evaluation loss sum different
+                # in the 8th digit (seen: test_loss 1.55192774 vs 1.55192778 with the same
+                # weights, val_loss identical); evaluation is eager and not what resume changes.
+                assert float(x) == pytest.approx(float(y), rel=1e-6), name
+            else:
+                assert x == y, name  # training, accuracies and drop rates: bit for bit
     assert resumed["final_test_acc"] == straight["final_test_acc"]
 
 

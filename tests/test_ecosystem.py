@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 import dynamic_dropconnect as ddc
+from _helpers import tiny_gpt2
 
 IDS = torch.randint(0, 100, (2, 8), generator=torch.Generator().manual_seed(0))
 
@@ -29,13 +30,7 @@ def _import(name: str) -> Any:
 
 
 def _gpt2() -> nn.Module:
-    transformers = _import("transformers")
-    config = transformers.GPT2Config(
-        n_layer=2, n_embd=32, n_head=2, vocab_size=100, n_positions=16, bos_token_id=0,
-        eos_token_id=0,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    return transformers.GPT2LMHeadModel(config)
+    return tiny_gpt2(_import("transformers"))
 
 
 def _assert_same_parameters(a: nn.Module, b: nn.Module) -> None:

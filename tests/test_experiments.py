@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 import dynamic_dropconnect as ddc
+from _helpers import metrics_without_time
 from dynamic_dropconnect.experiments.cli import main
 from dynamic_dropconnect.experiments.config import EXPERIMENTS, get_experiment
 from dynamic_dropconnect.experiments.methods import METHODS, apply_method
@@ -82,12 +83,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path) -> None:
     for key in ("best_val_epoch", "test_acc_at_best_val", "final_test_acc", "max_test_acc"):
         assert resumed[key] == straight[key]
 
-    def rows_without_time(path: Path) -> list[list[str]]:
-        rows = [line.split(",") for line in path.read_text().splitlines()]
-        seconds = rows[0].index("seconds")
-        return [row[:seconds] + row[seconds + 1 :] for row in rows]
-
-    assert rows_without_time(tmp_path / "a" / "metrics.csv") == rows_without_time(
+    assert metrics_without_time(tmp_path / "a" / "metrics.csv") == metrics_without_time(
         tmp_path / "b" / "metrics.csv"
     )
 

@@ -12,17 +12,13 @@ import pytest
 import torch
 
 import dynamic_dropconnect as ddc
+from _helpers import tiny_gpt2
 
 transformers = pytest.importorskip("transformers")
 
 
 def _gpt2() -> torch.nn.Module:
-    config = transformers.GPT2Config(
-        n_layer=2, n_embd=32, n_head=2, vocab_size=100, n_positions=16, bos_token_id=0,
-        eos_token_id=0,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    return transformers.GPT2LMHeadModel(config)
+    return tiny_gpt2(transformers)
 
 
 def _bert_classifier() -> torch.nn.Module:

@@ -297,6 +297,19 @@ class _OneLayer(nn.Module):
         self.linear1 = nn.Linear(2, 2)
 
 
+def _check_listed(flag: str, joiner: str, values: Sequence[float]) -> None:
+    """``ValueError`` naming ``flag`` when ``values`` is empty or repeats a value."""
+    if not values:
+        empty = f"{flag}{joiner.strip()}"
+        raise ValueError(f"{empty} is empty; give one or more comma-separated numbers")
+    repeated = [v for i, v in enumerate(values) if v in values[:i]]
+    if repeated:
+        raise ValueError(
+            f"{flag}{joiner}{','.join(map(str, values))} repeats {repeated[0]}; each value must "
+            "be given once"
+        )
+
+
 def check_grid(grid: dict[str, Sequence[float]], experiment: Experiment) -> None:
     """``ValueError`` naming the flag (``--p``, ``--pg``, ``--tau``) for a sweep value that is
     repeated, not finite or out of range, or a cell that DDC refuses (``p`` above ``p_max``)."""
@@ -305,14 +318,7 @@ def check_grid(grid: dict[str, Sequence[float]], experiment: Experiment) -> None
         raise ValueError(f"sweep parameters must be among {tuple(_GRID_RANGES)}, got {sorted(bad)}")
     for name, values in grid.items():
         flag = f"--{name}"
-        if not values:
-            raise ValueError(f"{flag} is empty; give one or more comma-separated numbers")
-        repeated = [v for i, v in enumerate(values) if v in values[:i]]
-        if repeated:
-            raise ValueError(
-                f"{flag} {','.join(map(str, values))} repeats {repeated[0]}; each value must be "
-                "given once"
-            )
+        _check_listed(flag, " ", values)
         low, high, closed = _GRID_RANGES[name]
         for value in values:
             inside = low <= value <= high if closed else low <= value < high
@@ -412,14 +418,7 @@ def check_tune(
                 f"--tune {name}: none of the methods {', '.join(methods)} takes {name}; valid "
                 f"for them: {', '.join(valid)}"
             )
-        if not values:
-            raise ValueError(f"--tune {name}= is empty; give one or more comma-separated numbers")
-        repeated = [v for i, v in enumerate(values) if v in values[:i]]
-        if repeated:
-            raise ValueError(
-                f"--tune {name}={','.join(map(str, values))} repeats {repeated[0]}; each value "
-                "must be given once"
-            )
+        _check_listed(f"--tune {name}", "=", values)
         low, high, low_in, high_in = _TUNE_RANGES[name]
         for value in values:
             above = value >= low if low_in else value > low
