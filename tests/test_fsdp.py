@@ -81,6 +81,10 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
     results["fsdp1"] = _fsdp1(rank)
     torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     dist.destroy_process_group()
+    # Skip interpreter teardown: a gloo/FSDP background thread destroyed there occasionally
+    # aborts the process ("terminate called without an active exception", seen once in CI)
+    # after everything was written.
+    os._exit(0)
 
 
 def _fsdp1(rank: int) -> dict[str, Any]:
