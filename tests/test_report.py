@@ -261,6 +261,7 @@ def test_write_report_files(run_dir: Path) -> None:
     assert md == run_dir / "results.md"
     text = md.read_text()
     assert "fake-mnist" in text and "98.90 ± 0.36" in text and "ddc/seed3" in text
+    assert "No complete run yet" not in text  # complete runs, no tuning: the table only
     data = json.loads((run_dir / "results.json").read_text())
     assert data["summary"]["methods"]["ddc"]["n"] == 3
     assert data["incomplete"] == ["ddc/seed3"]

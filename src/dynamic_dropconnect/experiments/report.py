@@ -1101,10 +1101,10 @@ def write_report(run_dir: str | Path, reference: str | None = None) -> Path:
         parts += ["; ".join(facts), ""]
     if results:
         parts += [format_table(summary), _method_details(summary)]
-    if tuning:
-        parts += [format_tuning(tuning, order)]
     else:
         parts += ["No complete run yet.", ""]
+    if tuning:
+        parts += [format_tuning(tuning, order)]
     if incomplete:
         parts += [
             "Incomplete or missing results (not in the statistics): " + ", ".join(incomplete),
