@@ -125,6 +125,15 @@ def _add_run_options(parser: argparse.ArgumentParser, seeds: int) -> None:
     )
 
 
+def _add_evaluation_options(parser: argparse.ArgumentParser, batch_size: int) -> None:
+    """The options every evaluation of a run directory's models takes (uncertainty,
+    robustness)."""
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="examples per chunk")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ddc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -161,7 +170,7 @@ def _parser() -> argparse.ArgumentParser:
         "uncertainty",
         help="MC calibration (NLL, ECE, Brier) and OOD detection of a run directory's models",
     )
-    p.add_argument("run_dir", type=Path)
+    _add_evaluation_options(p, batch_size=2000)
     p.add_argument(
         "--samples",
         type=lambda t: _csv(int, t),
@@ -169,9 +178,6 @@ def _parser() -> argparse.ArgumentParser:
         help="numbers of stochastic passes T (default 1,5,10,30,100)",
     )
     p.add_argument("--no-ood", action="store_true", help="skip out-of-distribution detection")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--data-dir", type=Path)
-    p.add_argument("--batch-size", type=int, default=2000, help="examples per chunk")
     p.add_argument(
         "--examples",
         type=int,
@@ -182,7 +188,7 @@ def _parser() -> argparse.ArgumentParser:
         "robustness",
         help="accuracy under corruptions, FGSM/PGD attacks and edge removal of a run's models",
     )
-    p.add_argument("run_dir", type=Path)
+    _add_evaluation_options(p, batch_size=500)
     p.add_argument(
         "--parts",
         type=lambda t: _csv(str, t),
@@ -192,9 +198,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--examples", type=int, default=1000, help="first N test examples (0: all)")
     p.add_argument("--seed", type=int, default=0, help="corruptions, PGD start, random pruning")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--data-dir", type=Path)
-    p.add_argument("--batch-size", type=int, default=500, help="examples per chunk")
     p.add_argument(
         "--eot",
         type=int,
@@ -365,8 +368,14 @@ def _validate(command: str, args: argparse.Namespace) -> None:
             raise UsageError(
                 f"--samples must be whole numbers >= 1, got {','.join(map(str, args.samples))}"
             )
-        _check_whole("--batch-size", args.batch_size, 1)
         _check_whole("--examples", args.examples, 1)
+    if command == "robustness":
+        _check_whole("--examples", args.examples, 0)
+        _check_whole("--seed", args.seed, 0, MAX_SEED)
+        _check_whole("--eot", args.eot, 0)
+        _check_whole("--mc-samples", args.mc_samples, 1)
+    if command in ("uncertainty", "robustness"):
+        _check_whole("--batch-size", args.batch_size, 1)
         _check_device(args.device)
         _check_data_dir(args.data_dir)
 
@@ -472,13 +481,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif command == "robustness":
             from .robustness import evaluate_run as robustness_run
 
-            _check_whole("--examples", args.examples, 0)
-            _check_whole("--seed", args.seed, 0, MAX_SEED)
-            _check_whole("--batch-size", args.batch_size, 1)
-            _check_whole("--eot", args.eot, 0)
-            _check_whole("--mc-samples", args.mc_samples, 1)
-            _check_device(args.device)
-            _check_data_dir(args.data_dir)
             path = robustness_run(
                 args.run_dir,
                 parts=args.parts,

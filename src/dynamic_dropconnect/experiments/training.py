@@ -203,10 +203,10 @@ def uses_channels_last(spec: RunSpec, model: nn.Module, data: PreparedData) -> b
     """Whether ``spec``'s run keeps images and convolution weights in channels_last memory.
 
     Default (``spec.channels_last`` None): yes for an eager run of a model with 2-D convolutions
-    on image inputs. Measured on SimpleCNN1 (``benchmarks/step_speed.py``, 1 CPU thread): the
-    training step 1.85x and evaluation 2-3.6x faster than contiguous NCHW, the same arithmetic
-    up to float rounding; under ``torch.compile`` it was slower (1.03x against 1.60x), so
-    compiled runs stay contiguous.
+    on image inputs. Measured on SimpleCNN1 (``results/step-speed-cpu.txt``, 1 CPU thread, quiet
+    machine): the training step 1.66x and evaluation 2.4-4.1x faster than contiguous NCHW, the
+    same arithmetic up to float rounding; under ``torch.compile`` it was slower (1.11x against
+    1.28x for compiled contiguous), so compiled runs stay contiguous.
     """
     if spec.channels_last is not None:
         return spec.channels_last
