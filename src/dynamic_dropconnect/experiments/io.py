@@ -22,6 +22,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_json",
     "atomic_write_text",
+    "file_sha256",
     "load_checkpoint",
     "pid_alive",
     "read_json_file",
@@ -145,6 +146,15 @@ def atomic_write_json(path: str | Path, data: Any) -> Path:
 
 def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (the key of per-checkpoint caches)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 #: Digests kept in a checkpoint's ``.sha256`` file: the newest first, then the ones before it.

@@ -27,7 +27,6 @@ the same checkpoint, by sha256), ``RUN_DIR/uncertainty.json``, ``uncertainty.md`
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -42,7 +41,13 @@ import dynamic_dropconnect as ddc
 
 from .config import Experiment
 from .datasets import load_dataset
-from .io import atomic_write_json, atomic_write_text, load_checkpoint, read_json_object
+from .io import (
+    atomic_write_json,
+    atomic_write_text,
+    file_sha256,
+    load_checkpoint,
+    read_json_object,
+)
 from .report import (
     _json_safe,
     _mean_std,
@@ -277,7 +282,7 @@ def evaluate_run(
     for method, seed, folder in runs:
         cached = folder / "uncertainty.json"
         # The cache belongs to one checkpoint: a resumed or retrained run has another one.
-        fingerprint = _file_sha256(folder / "checkpoint.pt")
+        fingerprint = file_sha256(folder / "checkpoint.pt")
         if cached.exists():
             previous = read_json_object(cached)
             if previous.get("settings") == settings and previous.get("checkpoint_sha256") == (
@@ -320,14 +325,6 @@ def evaluate_run(
         _json_safe({"experiment": experiment.name, "settings": settings, "runs": per_run}),
     )
     return render_uncertainty(run_dir)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,11 +36,17 @@ import torch
 from torch import Tensor, nn
 
 from ..config import Experiment
-from ..io import atomic_write_json, atomic_write_text, load_checkpoint, read_json_object
+from ..io import (
+    atomic_write_json,
+    atomic_write_text,
+    file_sha256,
+    load_checkpoint,
+    read_json_object,
+)
 from ..report import _json_safe, _mean_std, _pyplot, _save, _seed_dirs, load_config
 from ..report import paired_comparison as paired_comparison
 from ..training import PreparedData, RunSpec, _inputs, build, prepare_data, trained_experiment
-from ..uncertainty import _file_sha256, _stochastic
+from ..uncertainty import _stochastic
 from . import attacks, corruptions, pruning
 
 __all__ = [
@@ -241,7 +247,7 @@ def evaluate_run(
             datasets[run_seed] = data
         data = datasets[run_seed]
         cached = folder / "robustness.json"
-        fingerprint = _file_sha256(folder / "checkpoint.pt")
+        fingerprint = file_sha256(folder / "checkpoint.pt")
         record = read_json_object(cached)
         if record.get("checkpoint_sha256") != fingerprint or record.get("examples") != examples:
             record = {}  # another checkpoint (resumed, retrained) or other test images

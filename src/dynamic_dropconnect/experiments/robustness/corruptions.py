@@ -48,11 +48,12 @@ nothing):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
+
+from .seeds import named_generator
 
 __all__ = ["CORRUPTIONS", "SEVERITIES", "corrupt", "require_kornia"]
 
@@ -83,11 +84,6 @@ def require_kornia() -> None:
             "the corruptions need kornia: pip install 'dynamic-dropconnect[robustness]' "
             "(kornia 0.9.0 does not replace torch)"
         ) from err
-
-
-def _generator(seed: int, name: str) -> torch.Generator:
-    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
 
 
 def _sign(n: int, gen: torch.Generator) -> Tensor:
@@ -237,5 +233,5 @@ def corrupt(x: Tensor, name: str, severity: int, seed: int = 0) -> Tensor:
     # Kornia's affine warps need non-empty batches; an empty one has nothing to corrupt.
     if len(x) == 0:
         return x.clone()
-    out = CORRUPTIONS[name](x, severity - 1, _generator(seed, name))
+    out = CORRUPTIONS[name](x, severity - 1, named_generator(seed, name))
     return out.float().clamp(0, 1).contiguous()  # bilinear warps overshoot by rounding

@@ -18,13 +18,14 @@ Pure torch (``torch.nn.utils.prune`` would do the same with a mask; zeroing is s
 from __future__ import annotations
 
 import copy
-import hashlib
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 import dynamic_dropconnect as ddc
+
+from .seeds import named_generator
 
 __all__ = ["FRACTIONS", "HOW", "plain_model", "pruned", "pruning_accuracy", "target_weights"]
 
@@ -67,9 +68,7 @@ def _order(weight: Tensor, how: str, seed: int, name: str) -> Tensor:
     if how == "magnitude":
         return torch.sort(flat.abs().cpu(), stable=True).indices
     if how == "random":
-        digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
-        gen = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
-        return torch.randperm(flat.numel(), generator=gen)
+        return torch.randperm(flat.numel(), generator=named_generator(seed, name))
     raise ValueError(f"unknown pruning {how!r}; valid: {', '.join(HOW)}")
 
 
