@@ -41,6 +41,7 @@ from .io import (
     atomic_write_text,
     read_json_file,
 )
+from .stats import BOOTSTRAP_MIN_PAIRS, bootstrap_ci, effect_size, holm, pairs_for_power, t_ci
 
 __all__ = [
     "METRICS",
@@ -233,8 +234,6 @@ def paired_comparison(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 w_p = float(stats.wilcoxon(np.where(np.abs(d) <= tie_tol, 0.0, d)).pvalue)
-    from .stats import BOOTSTRAP_MIN_PAIRS, bootstrap_ci, effect_size, pairs_for_power, t_ci
-
     ci = t_ci(d) if n >= 2 else (math.nan, math.nan)
     boot = bootstrap_ci(d) if n >= BOOTSTRAP_MIN_PAIRS else None
     effect = effect_size(d) if n >= 2 else math.nan
@@ -313,8 +312,6 @@ def summarize(
 def add_holm(comparisons: Iterable[dict[str, Any]]) -> None:
     """Set ``holm_pvalue`` of every comparison (one family: one table), from ``t_pvalue``.
     Comparisons without a p-value get NaN and do not count in the family size."""
-    from .stats import holm
-
     family = list(comparisons)
     for comp, adjusted in zip(family, holm([c["t_pvalue"] for c in family]), strict=True):
         comp["holm_pvalue"] = adjusted
