@@ -16,7 +16,7 @@ Wrappers that swap the class themselves are recognised on either side of the swa
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -65,20 +65,6 @@ class RegularizedLinear(nn.Linear):
             return y if self.bias is None else y + self.bias
         return F.linear(x, reg(self.weight), self.bias)
 
-    def __prepare_scriptable__(self) -> nn.Module:
-        _refuse_scripting(self)
-
-
-def _refuse_scripting(module: nn.Module) -> NoReturn:
-    # torch.jit.script calls this on every submodule before compiling anything: the regularizer
-    # (autograd Functions, generators, Python state) cannot be compiled, while after remove()
-    # the plain layer computes what the regularized one computes in eval mode.
-    raise RuntimeError(
-        f"torch.jit.script cannot compile {type(module).__name__}: its DropConnect regularizer "
-        "is training-time Python code. Call dynamic_dropconnect.remove(model) first, then "
-        "script (the eval output is the same), or use torch.compile for training"
-    )
-
 
 def _linear_per_example(x: Tensor, weights: Tensor) -> Tensor:
     flat = x.reshape(x.shape[0], -1, x.shape[-1])
@@ -104,9 +90,6 @@ class _RegularizedConvMixin:
                 y = y + conv.bias.view(1, -1, *([1] * self._spatial_dims))
             return y.squeeze(0) if unbatched else y
         return conv._conv_forward(x, reg(conv.weight), conv.bias)
-
-    def __prepare_scriptable__(self) -> nn.Module:
-        _refuse_scripting(self)  # type: ignore[arg-type]
 
     def _conv_per_example(self, x: Tensor, weights: Tensor) -> Tensor:
         """All examples of a chunk in one grouped convolution, each with its own weight."""

@@ -22,7 +22,7 @@ functions directly.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -114,21 +114,6 @@ def attach_weight(
     swap_in = _SwapIn(holder, name)
     owner.register_forward_pre_hook(swap_in)
     owner.register_forward_hook(_SwapOut(swap_in), always_call=True)
-    if not hasattr(owner, _PREPARE_SCRIPTABLE):
-        # torch.jit.script asks every module for this before compiling anything: a clear
-        # error instead of "'_SwapOut' object has no attribute '__name__'" from the hooks.
-        owner.__dict__[_PREPARE_SCRIPTABLE] = _refuse_scripting
-
-
-_PREPARE_SCRIPTABLE = "__prepare_scriptable__"
-
-
-def _refuse_scripting() -> NoReturn:
-    raise RuntimeError(
-        "torch.jit.script cannot compile a module whose weight dynamic_dropconnect regularizes "
-        "with forward hooks (training-time Python code). Call dynamic_dropconnect.remove(model) "
-        "first, then script (the eval output is the same), or use torch.compile for training"
-    )
 
 
 def _hooks(owner: nn.Module) -> Iterator[tuple[int, _SwapIn]]:
@@ -148,8 +133,6 @@ def detach_weight(owner: nn.Module, holder: nn.Module, name: str) -> None:
             del owner._forward_hooks[key]
             owner._forward_hooks_always_called.pop(key, None)
     del holder._modules[name + SUFFIX]
-    if owner.__dict__.get(_PREPARE_SCRIPTABLE) is _refuse_scripting and not any(_hooks(owner)):
-        del owner.__dict__[_PREPARE_SCRIPTABLE]
 
 
 def regularized_parameters(

@@ -214,6 +214,16 @@ class WeightRegularizer(GeneratorState):
         # dL/dW = sum over uses: see _record_use.
         self._uses = _Uses()
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        # torch.jit.script calls this on every submodule before compiling anything, so every
+        # regularized weight (class swap or hooks) refuses here with one message, before the
+        # hooks or the autograd Functions give an obscure one.
+        raise RuntimeError(
+            f"torch.jit.script cannot compile a model holding a {type(self).__name__}: the "
+            "regularizer is training-time Python code. Call dynamic_dropconnect.remove(model) "
+            "first, then script (the eval output is the same), or use torch.compile for training"
+        )
+
     # -- to be provided by subclasses -------------------------------------------------------
     def drop_probabilities(self, weight: Tensor) -> Tensor | float:
         """Drop probability of every edge for the next mask (a tensor or one rate)."""
