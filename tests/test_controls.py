@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 import dynamic_dropconnect as ddc
-from dynamic_dropconnect import functional, regularizers
+from dynamic_dropconnect import base, functional
 from dynamic_dropconnect.experiments.config import get_experiment
 from dynamic_dropconnect.experiments.methods import (
     CONTROL_METHODS,
@@ -115,13 +115,13 @@ def test_ddc_shuffled_keeps_the_rate_multiset_exactly_and_unties_it_from_the_gra
 
 def test_ddc_shuffled_per_sample_mode_and_generator(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Tensor] = []
-    original = regularizers.per_sample_masked_op
+    original = base.per_example_masked_op
 
     def spy(x: Tensor, weight: Tensor, probs: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         seen.append(probs.clone())
         return original(x, weight, probs, *args, **kwargs)
 
-    monkeypatch.setattr(regularizers, "per_sample_masked_op", spy)
+    monkeypatch.setattr(base, "per_example_masked_op", spy)
     layer = _ddc_layer(True, mask_mode="sample")
     layer(torch.randn(4, 64))
     expected = layer.regularizer.drop_probabilities(layer.weight)

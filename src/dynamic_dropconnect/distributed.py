@@ -88,10 +88,12 @@ def sync_statistics(model: nn.Module, enabled: bool = True, group: Any = None) -
 
     Returns ``model``. Only FSDP2-managed weights are ever averaged.
     """
-    from .surgery import regularized_layers  # surgery imports the layers, which import this
-
-    for regularizer in regularized_layers(model).values():
-        _GROUP[regularizer] = group if enabled else False
+    # Every regularizer of the model is one of its submodules (a layer's ``regularizer``, a
+    # holder's ``<weight>_regularizer``): no need for the listing in .regularized, which
+    # stands above this module.
+    for module in model.modules():
+        if isinstance(module, WeightRegularizer):
+            _GROUP[module] = group if enabled else False
     return model
 
 

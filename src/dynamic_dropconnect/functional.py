@@ -26,6 +26,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from .checks import check_choice
+
 __all__ = [
     "DIRECTIONS",
     "RESCALE_MODES",
@@ -35,7 +37,9 @@ __all__ = [
     "RescaleMode",
     "UpdateMode",
     "accumulate_gradient",
+    "all_finite",
     "apply_weight_mask",
+    "call_record",
     "compute_dtype",
     "ddc_drop_probabilities",
     "drop_connect",
@@ -58,12 +62,6 @@ Record = tuple[Tensor, Tensor] | Callable[[Tensor], None]
 DIRECTIONS: tuple[str, ...] = ("small", "big")
 RESCALE_MODES: tuple[str, ...] = ("empirical", "expected", "per_edge", "none")
 UPDATE_MODES: tuple[str, ...] = ("dense", "masked")
-
-
-def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    """Raise ``ValueError`` naming ``value`` and the valid ``choices`` when it is not one."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
 def ddc_drop_probabilities(
@@ -274,12 +272,12 @@ def record_gradient(statistic: Tensor, seen: Tensor, grad: Tensor) -> None:
     non-finite step (an AMP overflow, say) leaves both buffers as they were.
     """
     magnitude = grad.detach().abs().to(statistic.dtype)
-    finite = _all_finite(magnitude)
+    finite = all_finite(magnitude)
     torch.where(finite, magnitude, statistic, out=statistic)
     seen.logical_or_(finite)
 
 
-def _all_finite(magnitude: Tensor) -> Tensor:
+def all_finite(magnitude: Tensor) -> Tensor:
     """0-dim bool: no NaN or Inf in ``magnitude`` (entries >= 0), one reduction, no sync.
 
     The sum is False for NaN and Inf entries alike; it is taken in float32 for half types,
@@ -297,12 +295,14 @@ def accumulate_gradient(total: Tensor, count: Tensor, grad: Tensor) -> None:
     micro-batches); device-side only.
     """
     magnitude = grad.detach().abs().to(total.dtype)
-    finite = _all_finite(magnitude)
+    finite = all_finite(magnitude)
     total.add_(torch.where(finite, magnitude, torch.zeros_like(magnitude)))
     count.add_(finite.to(count.dtype))
 
 
-def _call_record(record: Record, grad: Tensor) -> None:
+def call_record(record: Record, grad: Tensor) -> None:
+    """Hand ``grad`` (``dL/dW_eff`` of one backward) to ``record``: call it, or store ``|grad|``
+    into its ``(statistic, seen)`` buffers with :func:`record_gradient`."""
     if callable(record):
         record(grad)
     else:
@@ -337,7 +337,7 @@ class _EffectiveWeight(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_eff: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
         if ctx.record is not None:
-            _call_record(ctx.record, grad_eff)
+            call_record(ctx.record, grad_eff)
         if ctx.dense:
             return grad_eff, None, None, None
         (scale,) = ctx.saved_tensors

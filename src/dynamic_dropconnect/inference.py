@@ -1,4 +1,5 @@
-"""Looking inside a regularized model: drop statistics and Monte-Carlo prediction."""
+"""Looking inside a regularized model: drop statistics, learned rate curves and Monte-Carlo
+prediction."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .base import WeightRegularizer
+from .learned import LearnedDropConnect
 from .montecarlo import STOCHASTIC_TYPES, is_active, mc_passes
-from .regularizers import DynamicDropConnect, WeightRegularizer
-from .surgery import regularized_layers, regularized_weights
+from .regularized import regularized_layers, regularized_weights
+from .regularizers import DynamicDropConnect
+from .surgery import REGULARIZERS
 
-__all__ = ["drop_probabilities", "drop_stats", "mc_predict"]
+__all__ = ["drop_probabilities", "drop_stats", "learned_curves", "mc_predict"]
 
 logger = logging.getLogger("dynamic_dropconnect")
 
@@ -30,9 +34,9 @@ def drop_probabilities(model: nn.Module) -> dict[str, Tensor]:
 
 
 def _method_name(reg: WeightRegularizer) -> str:
-    from .surgery import METHODS
-
-    return next((name for name, cls in METHODS.items() if type(reg) is cls), type(reg).__name__)
+    return next(
+        (name for name, cls in REGULARIZERS.items() if type(reg) is cls), type(reg).__name__
+    )
 
 
 def drop_stats(model: nn.Module) -> dict[str, dict[str, Any]]:
@@ -71,6 +75,22 @@ def drop_stats(model: nn.Module) -> dict[str, dict[str, Any]]:
                 entry["grad_std"] = float(reg.grad_magnitude.std())
         stats[name] = entry
     return stats
+
+
+def learned_curves(model: nn.Module, z: Tensor | None = None) -> dict[str, dict[str, list[float]]]:
+    """What each learned layer's ``f_theta`` does: ``p`` against the gradient z-score, with the
+    other features at their layer means (``z(|W|) = 0``, ``s`` and ``p_prev`` averaged)."""
+    z = torch.linspace(-3, 3, 25) if z is None else z
+    curves = {}
+    for name, (reg, weight) in regularized_weights(model).items():
+        if not isinstance(reg, LearnedDropConnect):
+            continue
+        with torch.no_grad():
+            feats = reg.features(weight).mean(0).repeat(len(z), 1)
+            feats[:, 0], feats[:, 1] = z.to(feats), 0.0
+            p = reg.rate_model(feats)
+        curves[name] = {"z": z.tolist(), "p": p.tolist()}
+    return curves
 
 
 @contextlib.contextmanager

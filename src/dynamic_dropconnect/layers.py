@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .base import WeightRegularizer
+from .checks import renamed_attribute
 from .distributed import before_forward, check_not_flat_view, whole_template
-from .regularizers import WeightRegularizer
 
 __all__ = [
     "REGULARIZABLE",
@@ -33,10 +34,18 @@ __all__ = [
     "RegularizedLinear",
     "attach",
     "detach",
-    "is_regularized",
+    "is_swapped",
     "layer_class",
     "weight_template",
 ]
+
+# Old name -> new name; the old one still works, with a DeprecationWarning. The package's
+# is_regularized covers every mechanism, this module's test only the class swap.
+_RENAMED = {"is_regularized": "is_swapped"}
+
+
+def __getattr__(name: str) -> Any:
+    return renamed_attribute(__name__, name, _RENAMED, globals())
 
 
 class RegularizedLinear(nn.Linear):
@@ -60,8 +69,8 @@ class RegularizedLinear(nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         reg = self.regularizer
         before_forward(self, reg)
-        if reg.training and reg.mask_mode == "sample":
-            y = reg.per_sample(x, self.weight, _linear_per_example)
+        if reg.training and reg.mask_mode != "batch":
+            y = reg.per_example(x, self.weight, _linear_per_example)
             return y if self.bias is None else y + self.bias
         return F.linear(x, reg(self.weight), self.bias)
 
@@ -82,10 +91,10 @@ class _RegularizedConvMixin:
         conv: Any = self
         reg = self.regularizer
         before_forward(conv, reg)
-        if reg.training and reg.mask_mode == "sample":
+        if reg.training and reg.mask_mode != "batch":
             unbatched = x.dim() == self._spatial_dims + 1
             batch = x.unsqueeze(0) if unbatched else x
-            y = reg.per_sample(batch, conv.weight, self._conv_per_example)
+            y = reg.per_example(batch, conv.weight, self._conv_per_example)
             if conv.bias is not None:
                 y = y + conv.bias.view(1, -1, *([1] * self._spatial_dims))
             return y.squeeze(0) if unbatched else y
@@ -209,10 +218,10 @@ def _regularized_base(cls: type) -> type[nn.Module] | None:
     return next((c for c in cls.__mro__ if c in _PLAIN), None)
 
 
-def is_regularized(module: nn.Module) -> bool:
+def is_swapped(module: nn.Module) -> bool:
     """Whether ``module`` is a layer made by :func:`attach`: an instance of a regularized
     Linear/ConvNd class (also under a wrapper's class, see the module docstring) that holds
-    its ``regularizer``."""
+    its ``regularizer``. :func:`dynamic_dropconnect.is_regularized` also sees hooked weights."""
     return _regularized_base(type(module)) is not None and isinstance(
         module._modules.get("regularizer"), WeightRegularizer
     )
@@ -243,7 +252,7 @@ def weight_template(module: nn.Module) -> Tensor:
 
 def attach(module: nn.Module, regularizer: WeightRegularizer) -> nn.Module:
     """Make ``module`` (an ``nn.Linear``/``nn.ConvNd``) regularized, in place; returns it."""
-    if is_regularized(module):
+    if is_swapped(module):
         raise ValueError(f"{type(module).__name__} already has a regularizer; remove it first")
     layer = layer_class(type(module))
     if layer not in REGULARIZABLE:
@@ -269,7 +278,7 @@ def detach(module: nn.Module) -> nn.Module:
     A wrapper class added since (``ParametrizedRegularizedLinear``) is rebuilt on the plain
     class (``ParametrizedLinear``), so the wrapper keeps working.
     """
-    if not is_regularized(module):
+    if not is_swapped(module):
         raise ValueError(f"{type(module).__name__} has no regularizer to remove")
     layer = _regularized_base(type(module))
     assert layer is not None

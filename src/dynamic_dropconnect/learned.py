@@ -42,10 +42,11 @@ import math
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from . import functional as F
-from .regularizers import WeightRegularizer, _check_flag, _check_rate
+from . import functional
+from .base import WeightRegularizer
+from .checks import check_flag, check_rate
 
 __all__ = ["FEATURES", "LEARNED_RESCALE_MODES", "LearnedDropConnect"]
 
@@ -91,7 +92,7 @@ class _LearnedWeight(torch.autograd.Function):
 
 def _zscore(values: Tensor, eps: float = 1e-9) -> Tensor:
     """Layer-wise z-score, in float32 for half types (``eps`` is 0 in float16: 0/0 = NaN)."""
-    values = values.to(F.compute_dtype(values.dtype))
+    values = values.to(functional.compute_dtype(values.dtype))
     std, mean = torch.std_mean(values)
     if values.numel() < 2:
         std = torch.zeros_like(mean)
@@ -165,21 +166,21 @@ class LearnedDropConnect(WeightRegularizer):
                 f"{name}: rescale must be one of {valid} (a relaxed mask has no kept count for "
                 f"'empirical'), got {rescale!r}"
             )
-        _check_flag(name, "shuffle", shuffle)
+        check_flag(name, "shuffle", shuffle)
         super().__init__(**{**options, "rescale": rescale, "mask_mode": "batch"})
         self.shuffle = shuffle
-        _check_rate(name, "p_max", p_max, 0.0, 1.0, high_open=True)
-        _check_rate(name, "target", target, 0.0, p_max, high_open=True)
+        check_rate(name, "p_max", p_max, 0.0, 1.0, high_open=True)
+        check_rate(name, "target", target, 0.0, p_max, high_open=True)
         if not target > 0.0:
             raise ValueError(f"{name}: target must be in (0, p_max={p_max}), got {target!r}")
         if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 0:
             raise ValueError(f"{name}: hidden must be a whole number >= 0, got {hidden!r}")
         for key, value in (("temperature", temperature), ("theta_lr", theta_lr)):
-            _check_rate(name, key, value, 0.0, math.inf, high_open=True)
+            check_rate(name, key, value, 0.0, math.inf, high_open=True)
             if not value > 0:
                 raise ValueError(f"{name}: {key} must be > 0, got {value!r}")
-        _check_rate(name, "lam", lam, 0.0, math.inf, high_open=True)
-        _check_rate(name, "ema", ema, 0.0, 1.0, high_open=True)
+        check_rate(name, "lam", lam, 0.0, math.inf, high_open=True)
+        check_rate(name, "ema", ema, 0.0, 1.0, high_open=True)
         self.target, self.hidden, self.p_max = float(target), hidden, float(p_max)
         self.temperature, self.lam, self.theta_lr, self.ema = temperature, lam, theta_lr, ema
         # f_theta: logistic (w: 4, b) or MLP (4 -> hidden -> 1). Tensors that require grad,
@@ -243,7 +244,7 @@ class LearnedDropConnect(WeightRegularizer):
 
     def _store_gradient(self, grad: Tensor) -> None:
         g = grad.detach().to(self.grad_average.dtype)
-        finite = F._all_finite(g.abs())
+        finite = functional.all_finite(g.abs())
         agree = torch.sign(g) * torch.sign(self.grad_average)
         torch.where(finite, g.abs(), self.grad_magnitude, out=self.grad_magnitude)
         torch.where(finite, agree, self.sign_agreement, out=self.sign_agreement)
@@ -343,7 +344,7 @@ class LearnedDropConnect(WeightRegularizer):
                 weight.shape, generator=generator, device=weight.device, dtype=dtype
             ).clamp_(1e-6, 1 - 1e-6)
             # After u, so that without shuffle the draws are as they were.
-            used = F.permute_rates(probs.detach(), generator) if self.shuffle else None
+            used = functional.permute_rates(probs.detach(), generator) if self.shuffle else None
         with torch.enable_grad() if learn else torch.no_grad():
             soft, scale = self._relaxed_mask(probs, u)  # θ's local graph: the unshuffled map
             penalty = self.lam * (probs.mean() - self.target) ** 2
@@ -367,21 +368,3 @@ class LearnedDropConnect(WeightRegularizer):
             + (f", rescale={self.rescale!r}" if self.rescale != "expected" else "")
             + (", shuffle=True" if self.shuffle else "")
         )
-
-
-def learned_curves(model: nn.Module, z: Tensor | None = None) -> dict[str, dict[str, list[float]]]:
-    """What each learned layer's ``f_theta`` does: ``p`` against the gradient z-score, with the
-    other features at their layer means (``z(|W|) = 0``, ``s`` and ``p_prev`` averaged)."""
-    from .surgery import regularized_weights
-
-    z = torch.linspace(-3, 3, 25) if z is None else z
-    curves = {}
-    for name, (reg, weight) in regularized_weights(model).items():
-        if not isinstance(reg, LearnedDropConnect):
-            continue
-        with torch.no_grad():
-            feats = reg.features(weight).mean(0).repeat(len(z), 1)
-            feats[:, 0], feats[:, 1] = z.to(feats), 0.0
-            p = reg.rate_model(feats)
-        curves[name] = {"z": z.tolist(), "p": p.tolist()}
-    return curves

@@ -33,9 +33,10 @@ from typing import Any
 import torch
 from torch import Tensor, fx, nn
 
-from . import functional as F
+from . import functional
+from .base import WeightRegularizer
 from .layers import RegularizedConv1d, RegularizedConv2d, RegularizedConv3d, RegularizedLinear
-from .regularizers import DropConnect, DynamicDropConnect, WeightRegularizer
+from .regularizers import DropConnect, DynamicDropConnect
 from .standout import Standout
 
 __all__ = ["STOCHASTIC_TYPES", "is_active", "mc_passes"]
@@ -350,8 +351,8 @@ def _batched(part: _RandomPart, n_samples: int, chunk_bytes: int) -> Tensor | No
         scales = {}
         for target, (module, reg, probs) in masked.items():
             weight = module.weight.detach()  # type: ignore[union-attr]
-            mask = F.sample_keep_mask(weight, probs, reg.generator, batch=size)
-            factor = F.rescale_factor(mask, probs, reg.rescale, per_example=True)
+            mask = functional.sample_keep_mask(weight, probs, reg.generator, batch=size)
+            factor = functional.rescale_factor(mask, probs, reg.rescale, per_example=True)
             scales[target] = mask.div_(factor)
         index = torch.arange(size)  # gives vmap a batch size when no weight is masked
         try:

@@ -16,7 +16,8 @@ RNN all stay. The regularizer is a submodule of the holder named ``<weight>_regu
 nothing is swapped: the forward sees the plain parameter, fused fast paths included.
 
 Use :func:`dynamic_dropconnect.apply` with a parameter name in ``include=`` rather than these
-functions directly.
+functions directly (AWD-LSTM's ``WeightDrop(module, weights, dropout)`` call form is
+:class:`dynamic_dropconnect.AWDWeightDrop`).
 """
 
 from __future__ import annotations
@@ -26,12 +27,22 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from .base import WeightRegularizer
+from .checks import renamed_attribute
 from .distributed import before_forward, check_not_flat_view, whole_template
-from .regularizers import WeightRegularizer
 
-__all__ = ["WeightDrop", "attach_weight", "detach_weight", "regularized_parameters"]
+__all__ = ["SUFFIX", "attach_weight", "detach_weight", "hooked_weights"]
 
+#: The regularizer of ``holder.<weight>`` is its submodule ``<weight>_regularizer``.
 SUFFIX = "_regularizer"
+
+# Old name -> new name; the old one still works, with a DeprecationWarning. The package-wide
+# listings are dynamic_dropconnect.regularized_layers and .regularized.regularized_weights.
+_RENAMED = {"regularized_parameters": "hooked_weights"}
+
+
+def __getattr__(name: str) -> Any:
+    return renamed_attribute(__name__, name, _RENAMED, globals())
 
 
 def _put(holder: nn.Module, name: str, tensor: Tensor) -> None:
@@ -90,7 +101,7 @@ def attach_weight(
 
     Raises:
         ValueError: ``name`` is not a parameter of ``holder``, or already regularized.
-        TypeError: the regularizer wants per-example masks (``mask_mode="sample"``), which need
+        TypeError: the regularizer wants per-example masks (``mask_mode="example"``), which need
             the layer's input and so a Linear or ConvNd layer.
     """
     parameter = holder._parameters.get(name)
@@ -135,10 +146,11 @@ def detach_weight(owner: nn.Module, holder: nn.Module, name: str) -> None:
     del holder._modules[name + SUFFIX]
 
 
-def regularized_parameters(
+def hooked_weights(
     model: nn.Module,
 ) -> dict[str, tuple[nn.Module, nn.Module, str, WeightRegularizer]]:
-    """``{qualified parameter name: (owner, holder, name, regularizer)}`` of ``model``."""
+    """``{qualified parameter name: (owner, holder, name, regularizer)}`` of every weight of
+    ``model`` regularized by hooks (this module), with what :func:`detach_weight` needs."""
     names = {id(module): name for name, module in model.named_modules()}
     found = {}
     for owner in model.modules():
@@ -147,55 +159,3 @@ def regularized_parameters(
             qualified = f"{prefix}.{hook.name}" if prefix else hook.name
             found[qualified] = (owner, hook.holder, hook.name, hook.regularizer)
     return found
-
-
-class WeightDrop(nn.Module):
-    """AWD-LSTM's ``WeightDrop(module, weights, dropout)`` (Merity et al., 2017), on this library.
-
-    Wraps ``module`` and applies DropConnect with rate ``dropout`` to each parameter named in
-    ``weights`` (e.g. ``["weight_hh_l0"]`` of an ``nn.LSTM``) in training; ``forward`` passes
-    everything through. Unlike the original it does not rename the parameters (no ``_raw``
-    copies), keeps ``flatten_parameters`` working, and accepts any option of
-    :class:`~dynamic_dropconnect.DropConnect` or, with ``method="ddc"``, Dynamic DropConnect
-    (then ``dropout`` is its base rate ``p``).
-
-    Args:
-        module: the wrapped module.
-        weights: names of its parameters to regularize.
-        dropout: drop rate (DropConnect) or base rate ``p`` (DDC). Default 0.5.
-        method: ``"dropconnect"`` (AWD-LSTM) or ``"ddc"``.
-        **options: more regularizer options (``rescale``, ``pg``, ``generator``, ...).
-
-    Examples::
-
-        >>> lstm = ddc.WeightDrop(nn.LSTM(10, 20), ["weight_hh_l0"], dropout=0.5)
-        >>> out, (h, c) = lstm(torch.randn(7, 3, 10))
-    """
-
-    def __init__(
-        self,
-        module: nn.Module,
-        weights: list[str] | tuple[str, ...],
-        dropout: float = 0.5,
-        method: str = "dropconnect",
-        **options: Any,
-    ) -> None:
-        super().__init__()
-        from .surgery import apply  # surgery builds on this module
-
-        if isinstance(weights, str) or not weights:
-            raise ValueError(
-                f"WeightDrop: weights must be a non-empty list of parameter names of "
-                f"{type(module).__name__} ({', '.join(n for n, _ in module.named_parameters())})"
-                f", got {weights!r}"
-            )
-        self.module = module
-        self.weights = tuple(weights)
-        self.dropout = dropout
-        apply(module, method, include=list(self.weights), p=dropout, **options)
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.module(*args, **kwargs)
-
-    def extra_repr(self) -> str:
-        return f"weights={list(self.weights)}, dropout={self.dropout}"

@@ -1,4 +1,4 @@
-"""Per-example weight masks ("sample" mode, Wan et al. 2013) with bounded memory.
+"""Per-example weight masks (``mask_mode="example"``, Wan et al. 2013) with bounded memory.
 
 A layer with an independent mask per example computes ``y_b = op(x_b, W * M_b / k_b)``. Done
 naively, autograd keeps one masked weight per example alive until backward: ``batch x numel``
@@ -15,9 +15,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .functional import Record, RescaleMode, _call_record, rescale_factor, sample_keep_mask
+from .checks import renamed_attribute
+from .functional import Record, RescaleMode, call_record, rescale_factor, sample_keep_mask
 
-__all__ = ["BatchedOp", "chunk_size_for", "per_sample_masked_op"]
+__all__ = ["BatchedOp", "chunk_size_for", "per_example_masked_op"]
+
+# Old name -> new name; the old one still works, with a DeprecationWarning.
+_RENAMED = {"per_sample_masked_op": "per_example_masked_op"}
+
+
+def __getattr__(name: str) -> Any:
+    return renamed_attribute(__name__, name, _RENAMED, globals())
+
 
 # op(x_chunk, weights_chunk) -> y_chunk, with weights_chunk of shape (chunk, *weight.shape).
 BatchedOp = Callable[[Tensor, Tensor], Tensor]
@@ -65,7 +74,7 @@ def _chunk_scales(
         yield start, stop, mask.div_(rescale_factor(mask, probs, rescale, per_example=True))
 
 
-class _PerSampleFn(torch.autograd.Function):
+class _PerExampleFn(torch.autograd.Function):
     # Each chunk's tensors are deleted before the next chunk's masks are drawn, so at most
     # one chunk of per-example weights is alive: the memory budget holds.
 
@@ -131,11 +140,11 @@ class _PerSampleFn(torch.autograd.Function):
                 del scale
             del grads
         if options["record"] is not None:
-            _call_record(options["record"], grad_eff_sum)
+            call_record(options["record"], grad_eff_sum)
         return grad_x, grad_weight, None, None, None
 
 
-def per_sample_masked_op(
+def per_example_masked_op(
     x: Tensor,
     weight: Tensor,
     probs: Tensor | float,
@@ -170,4 +179,4 @@ def per_sample_masked_op(
         "record": record,
         "on_kept": on_kept,
     }
-    return _PerSampleFn.apply(x, weight, probs, op, options)
+    return _PerExampleFn.apply(x, weight, probs, op, options)

@@ -8,8 +8,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from .base import GeneratorState
 from .functional import compute_dtype
-from .regularizers import GeneratorState
 
 __all__ = ["Standout", "standout"]
 
