@@ -21,7 +21,7 @@ Models:
 
 Memory: the exact bytes of the buffers each regularizer holds, an analytic estimate of the
 transient tensors per step (checked by a measurement on one large layer), and for
-``mask_mode="sample"`` at batch 128 the peak extra memory with the default chunk budget
+``mask_mode="example"`` at batch 128 the peak extra memory with the default chunk budget
 (256 MiB) and without chunking. CPU memory is measured as the peak RSS (``VmHWM``) of a fresh
 subprocess against a plain-model subprocess; glibc is told to serve every large block by
 ``mmap`` (``MALLOC_MMAP_THRESHOLD_``) so that freed tensors leave the RSS at once.
@@ -324,7 +324,7 @@ MEMORY_CASES: dict[str, dict[str, Any]] = {
     "big-plain": {"model": "big", "method": None},
     "big-dropconnect": {"model": "big", "method": "dropconnect"},
     "big-ddc": {"model": "big", "method": "ddc"},
-    # mask_mode="sample" at batch 128 on VGG13BN's classifier (512x512 Linears: 1 MiB a weight,
+    # mask_mode="example" at batch 128 on VGG13BN's classifier (512x512 Linears: 1 MiB a weight,
     # 3 MiB per example and layer: 384 MiB per layer unchunked, 2 chunks at 256 MiB).
     "vgg-plain": {"model": "vgg", "method": None},
     "vgg-sample-256MiB": {"model": "vgg", "method": "ddc", "max_mask_bytes": 256 * MiB},
@@ -379,7 +379,7 @@ def memory_child(case: str, device_name: str, threads: int | None) -> None:
     if spec["method"] == "dropconnect":
         ddc.apply(model, "dropconnect", include=include, p=0.5)
     elif spec["method"] == "ddc":
-        options = {"mask_mode": "sample"} if "max_mask_bytes" in spec else {}
+        options = {"mask_mode": "example"} if "max_mask_bytes" in spec else {}
         if "max_mask_bytes" in spec:
             options["max_mask_bytes"] = spec["max_mask_bytes"]
         ddc.apply(model, "ddc", include=include, **options)
@@ -601,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{copies['ddc']:.2f} (DDC, incl. its 1-copy buffer)"
             )
         what = "peak RSS" if device.type == "cpu" else "max_memory_allocated"
-        print(f"\n== mask_mode='sample', batch 128: peak extra memory over plain ({what})")
+        print(f"\n== mask_mode='example', batch 128: peak extra memory over plain ({what})")
         for case, extra in mem["sample_extra_bytes"].items():
             print(f"   {case:<22}{extra / MiB:>9.1f} MiB")
         checks = results.setdefault("checks", [])

@@ -52,7 +52,7 @@ def main() -> None:
     model = CharLM(len(chars))
     if args.method != "none":
         # AWD-LSTM's weight drop: the recurrent matrix only (a module pattern on an LSTM
-        # selects its weight_hh_l*). ddc.WeightDrop(model.rnn, ["weight_hh_l0"], 0.5) is the
+        # selects its weight_hh_l*). ddc.AWDWeightDrop(model.rnn, ["weight_hh_l0"], 0.5) is the
         # same in AWD-LSTM's own call form.
         ddc.apply(model, args.method, include="rnn", p=0.3 if args.method == "ddc" else 0.5)
     print(ddc.summary(model))
