@@ -13,7 +13,11 @@ import pytest
 import torch
 from scipy import stats
 
+from dynamic_dropconnect.experiments.config import get_experiment
 from dynamic_dropconnect.experiments.report import (
+    chance_level,
+    flag_uninformative,
+    format_sweep_table,
     format_table,
     load_metrics,
     load_results,
@@ -45,7 +49,17 @@ METHODS = ["none", "dropconnect", "ddc"]  # config order
 LAYER = "linear1"
 
 
-def _write_seed(run: Path, method: str, seed: int, *, complete: bool = True) -> None:
+def _write_seed(
+    run: Path,
+    method: str,
+    seed: int,
+    *,
+    complete: bool = True,
+    best: float | None = None,
+    train_loss: list[float] | None = None,
+) -> None:
+    """One fake run; ``best`` overrides its test accuracies (then any method name works),
+    ``train_loss`` its training loss per epoch (4 epochs)."""
     folder = run / "runs" / method / f"seed{seed}"
     folder.mkdir(parents=True)
     regularized = method != "none"
@@ -69,7 +83,7 @@ def _write_seed(run: Path, method: str, seed: int, *, complete: bool = True) -> 
             row = {
                 "epoch": epoch,
                 "lr": 0.01,
-                "train_loss": 1.0 / epoch,
+                "train_loss": 1.0 / epoch if train_loss is None else train_loss[epoch - 1],
                 "train_acc": 0.9,
                 "val_loss": 0.5 / epoch,
                 "val_acc": 0.95 + 0.01 * epoch + 0.001 * seed,
@@ -88,9 +102,9 @@ def _write_seed(run: Path, method: str, seed: int, *, complete: bool = True) -> 
         "epochs": 4,
         "best_val_epoch": 4,
         "best_val_acc": 0.99,
-        "test_acc_at_best_val": BEST[method][i],
-        "final_test_acc": FINAL[method][i],
-        "max_test_acc": MAX[method][i],
+        "test_acc_at_best_val": BEST[method][i] if best is None else best,
+        "final_test_acc": FINAL[method][i] if best is None else best,
+        "max_test_acc": MAX[method][i] if best is None else best,
         "complete": complete,
     }
     (folder / "result.json").write_text(json.dumps(result))
@@ -381,3 +395,129 @@ def test_report_forest_plot_and_tuning_section(run_dir: Path) -> None:
     for name in ("forest.png", "learning_curves.png"):
         assert (run_dir / "plots" / name).read_bytes()[:8] == PNG_MAGIC
     assert data["plots"]["forest"] == "plots/forest.png"
+
+
+def _mnist_run(tmp_path: Path, methods: list[str], **settings: object) -> Path:
+    """An empty run directory whose config.json is that of a short MNIST run (10 classes)."""
+    run = tmp_path / "mnist-run"
+    run.mkdir()
+    resolved = {**get_experiment("mnist-simplecnn1").to_dict(), "epochs": 4, "warmup": 1}
+    config = {
+        "experiment": "mnist-simplecnn1",
+        "settings": {**resolved, **settings},
+        "methods": methods,
+        "seeds": [0, 1, 2],
+        "epochs": 4,
+        "subset": 2000,
+        "device": "cpu",
+    }
+    (run / "config.json").write_text(json.dumps(config))
+    return run
+
+
+def test_chance_warning_before_any_delta_for_a_run_at_chance(tmp_path: Path) -> None:
+    run = _mnist_run(tmp_path, ["none", "ddc"], lr=0.001)
+    for seed in range(3):
+        _write_seed(run, "ddc", seed, best=0.11 + 0.01 * seed)  # mean 12 %: chance is 10 %
+        _write_seed(run, "none", seed, best=0.97)
+    text = write_report(run).read_text()
+    warning = text.index("**⚠ Not informative:**")
+    assert warning < text.index("| method |")
+    assert warning < text.index("Δ") and warning < text.index("p (t)")
+    paragraph = text[warning : text.index("\n", warning)]
+    assert "**ddc**: at chance (test acc @ best val 12.00 %)" in paragraph
+    assert "**none**" not in paragraph  # 97 % is far from chance
+    assert "is below chance + 5 points (chance: 10.00 % = 1 / 10 classes)" in paragraph
+    assert "The reference **ddc** is one of them" in paragraph
+    rows = {line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")}
+    assert "**ddc** ⚠ at chance" in rows and "none" in rows
+    data = json.loads((run / "results.json").read_text())["summary"]
+    assert data["flags"] == {"ddc": ["at chance"]} and data["chance"] == pytest.approx(0.1)
+
+
+def test_no_chance_warning_for_a_run_that_learned(tmp_path: Path) -> None:
+    run = _mnist_run(tmp_path, METHODS)
+    for method in METHODS:
+        for seed in range(3):
+            _write_seed(run, method, seed)  # 97.5 % to 99.2 %, losses falling
+    text = write_report(run).read_text()
+    assert "Not informative" not in text and "⚠" not in text
+    summary = json.loads((run / "results.json").read_text())["summary"]
+    assert summary["flags"] == {} and summary["chance"] == pytest.approx(0.1)
+
+
+def test_chance_margin_boundary_and_loss_rule(tmp_path: Path) -> None:
+    run = _mnist_run(tmp_path, ["ddc", "none", "dropconnect"])
+    for seed in range(2):
+        _write_seed(run, "ddc", seed, best=0.149)  # just under 10 % + 5 points
+        _write_seed(run, "none", seed, best=0.151)  # just over: informative on accuracy...
+        rising = [1.0, 1.1, 1.2, 1.3] if seed == 1 else None  # ...but seed 1 did not learn
+        _write_seed(run, "none", seed + 2, best=0.151, train_loss=rising)
+        diverged = [1.0, 0.5, 0.4, float("nan")] if seed == 0 else None
+        _write_seed(run, "dropconnect", seed, best=0.9, train_loss=diverged)
+    results = load_results(run)
+    summary = summarize(results)
+    losses = {
+        (m, s): load_metrics(run / "runs" / m / f"seed{s}" / "metrics.csv")["train_loss"]
+        for m, s in ((r["method"], r["seed"]) for r in results)
+    }
+    by_method: dict[str, dict[int, np.ndarray]] = {}
+    for (m, s), values in losses.items():
+        by_method.setdefault(m, {})[s] = values
+    flags = flag_uninformative(summary, by_method, chance=0.1)
+    assert flags == {
+        "ddc": ["at chance"],
+        "none": ["loss did not fall (seed 3)"],
+        "dropconnect": ["loss not finite (seed 0)"],
+    }
+    assert flag_uninformative(summary, by_method, chance=None) == {
+        "none": ["loss did not fall (seed 3)"],
+        "dropconnect": ["loss not finite (seed 0)"],
+    }  # classes unknown: only the loss rule
+    text = write_report(run).read_text()
+    assert "| none ⚠ loss did not fall (seed 3) |" in text
+    assert "*loss did not fall* when a seed's training loss at the last epoch is not" in text
+
+
+def test_chance_level_sources() -> None:
+    assert chance_level({"num_classes": 6}) == (pytest.approx(1 / 6), 6)
+    assert chance_level({"settings": {"dataset": "cifar100"}}) == (pytest.approx(0.01), 100)
+    assert chance_level({"experiment": "wordlang-lstm"}) == (pytest.approx(1 / 6), 6)
+    assert chance_level({}, [{"settings": {"dataset": "smallnorb"}}]) == (pytest.approx(0.2), 5)
+    assert chance_level({"settings": {"dataset": "synthetic-2d"}}) is None  # regression
+    assert chance_level({"settings": {"dataset": "no-such-data"}}) is None
+    assert chance_level({}) is None
+
+
+def test_results_md_header_states_the_resolved_configuration(tmp_path: Path) -> None:
+    run = _mnist_run(tmp_path, ["ddc"], lr=0.001, method_options={"ddc": {"p": 0.2}})
+    for seed in range(2):
+        _write_seed(run, "ddc", seed)
+    text = write_report(run).read_text()
+    header = text[: text.index("| method |")]
+    for fact in (
+        "- **experiment**: mnist-simplecnn1 (dataset mnist, model simplecnn1",
+        "**epochs**: 4; **seeds**: 0, 1, 2",
+        "peak 0.001, authors schedule over 4 epochs",
+        "at most 2000 examples per split (`--subset 2000`)",
+        "- **method options**: ddc: p=0.2",
+        "- **chance**: 10.00 % (1 / 10 classes)",
+    ):
+        assert fact in header, fact
+
+
+def test_sweep_table_flags_cells_at_chance() -> None:
+    rows = [
+        {"p": p, "pg": 0.5, "tau": 0.5, "seed": s, "val_acc": acc, "test_acc": acc,
+         "mean_drop_rate": 0.4, "matched_dropconnect_p": 0.4,
+         "matched_dropconnect_test_acc": 0.95, "gain_over_matched": acc - 0.95}
+        for p, acc in ((0.1, 0.12), (0.3, 0.96))
+        for s in range(2)
+    ]  # fmt: skip
+    table = format_sweep_table(rows, "digits-mlp", 2)
+    warning = table.index("**⚠ Not informative:** in 1 of 2 cells")
+    assert warning < table.index("| p | pg |")
+    assert "(10.00 % = 1 / 10 classes)" in table
+    flagged = [line for line in table.splitlines() if "⚠ at chance" in line]
+    assert len(flagged) == 1 and flagged[0].startswith("| 0.1 |")
+    assert "⚠" not in format_sweep_table(rows, "not-an-experiment", 2)  # chance unknown

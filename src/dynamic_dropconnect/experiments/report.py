@@ -17,12 +17,22 @@ Accuracies are fractions in ``[0, 1]`` in the files and percentages (2 decimals)
 honest number is the test accuracy at the best-validation epoch; the maximum test accuracy over
 epochs is optimistic (selection on the test set) and is shown only for comparison with the paper.
 
+Before the table, results.md states the resolved configuration (experiment, epochs, learning
+rate and schedule, subset, method options) and says which methods are not informative: test
+accuracy within :data:`CHANCE_MARGIN` of chance (``1 / number of classes``) or a training loss
+that did not fall; those rows are marked, since their differences compare noise.
+
+Every plot draws a method in the one colour and marker :func:`method_style` gives it (colour-blind
+safe, the same in every plot of every run), names the experiment and the quantity in words, keeps
+its legend outside the data and stays at most :data:`MAX_FIG_WIDTH` inches wide.
+
 matplotlib and scipy are imported inside the functions that need them.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -34,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from .config import EXPERIMENTS, Experiment
+from .datasets import DatasetError, get_info
 from .io import (
     RunFileError,
     atomic_write,
@@ -44,17 +56,31 @@ from .io import (
 from .stats import BOOTSTRAP_MIN_PAIRS, bootstrap_ci, effect_size, holm, pairs_for_power, t_ci
 
 __all__ = [
+    "CHANCE_MARGIN",
+    "MARKERS",
+    "MAX_FIG_WIDTH",
+    "METHOD_STYLES",
     "METRICS",
+    "PALETTE",
     "add_holm",
+    "chance_level",
+    "figure_title",
+    "flag_uninformative",
+    "format_header",
     "format_point",
     "format_sweep_table",
     "format_table",
     "format_tuning",
+    "format_warnings",
+    "legend_below",
     "load_config",
     "load_metrics",
     "load_results",
     "load_tuning",
+    "method_handle",
+    "method_style",
     "paired_comparison",
+    "panel_figure",
     "plot_drop_prob_hist",
     "plot_drop_rates",
     "plot_forest",
@@ -63,6 +89,7 @@ __all__ = [
     "plot_sweep_forest",
     "plot_sweep_heatmap",
     "summarize",
+    "sweep_colour_limits",
     "sweep_comparisons",
     "write_report",
 ]
@@ -71,6 +98,74 @@ __all__ = [
 METRICS: tuple[str, ...] = ("test_acc_at_best_val", "final_test_acc", "max_test_acc")
 
 _SEED_DIR = re.compile(r"^seed(-?\d+)$")
+
+#: A method whose mean test accuracy (at the best-validation epoch) is below chance plus this
+#: many (fraction) points is flagged "at chance": 5 percentage points.
+CHANCE_MARGIN = 0.05
+
+#: Colour-blind-safe colours: Okabe & Ito's (without their yellow, too pale for lines on white),
+#: Paul Tol's "muted" scheme, Tol's vibrant magenta and a grey. Distinct from one another.
+PALETTE: tuple[str, ...] = (
+    "#000000",
+    "#E69F00",
+    "#56B4E9",
+    "#009E73",
+    "#0072B2",
+    "#D55E00",
+    "#CC79A7",
+    "#332288",
+    "#88CCEE",
+    "#44AA99",
+    "#117733",
+    "#999933",
+    "#DDCC77",
+    "#CC6677",
+    "#882255",
+    "#AA4499",
+    "#EE3377",
+    "#777777",
+)
+#: Markers, so that methods stay apart where colours are hard to tell (print, colour blindness).
+MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "p", "h", "d", "H")
+
+#: One fixed ``(colour, marker)`` per method: every plot of every run draws a method alike.
+#: The methods of :data:`.methods.METHODS` each have their own colour; others: :func:`method_style`.
+METHOD_STYLES: dict[str, tuple[str, str]] = {
+    "none": ("#000000", "o"),  # black: the unregularized baseline
+    "dropout": ("#56B4E9", "s"),
+    "standout": ("#DDCC77", "P"),
+    "locked-dropout": ("#332288", "X"),
+    "dropconnect": ("#0072B2", "^"),
+    "ddc": ("#D55E00", "D"),
+    "ddc-reference": ("#E69F00", "v"),
+    "ddc-learned": ("#CC79A7", "*"),
+    "ddc-big-gradient": ("#117733", "<"),
+    "ddc-small-weight": ("#999933", ">"),
+    "ddc-big-weight": ("#882255", "p"),
+    "ddc-masked-update": ("#44AA99", "h"),
+    "ddc-no-threshold": ("#009E73", "H"),
+    "ddc-no-zscore": ("#CC6677", "d"),
+    "ddc-shuffled": ("#AA4499", "o"),
+    "ddc-unbiased": ("#777777", "s"),
+    "ddc-learned-shuffled": ("#88CCEE", "^"),
+    "ddc-learned-unbiased": ("#EE3377", "D"),
+}
+
+#: Widest figure, in inches: at the 110 dpi of the PNGs a wider one is shrunk on screen and
+#: its text becomes unreadable. Many panels wrap into a grid instead.
+MAX_FIG_WIDTH = 12.0
+_MIN_FIG_WIDTH = 7.0
+_MAX_FIG_HEIGHT = 16.0
+
+
+def method_style(method: str) -> tuple[str, str]:
+    """``(colour, marker)`` of ``method``: :data:`METHOD_STYLES`, else picked from
+    :data:`PALETTE` and :data:`MARKERS` by a sha256 of the name (not Python's salted ``hash``),
+    so an unknown method too looks the same in every plot and every run."""
+    if method in METHOD_STYLES:
+        return METHOD_STYLES[method]
+    index = int.from_bytes(hashlib.sha256(method.encode("utf-8")).digest()[:8], "big")
+    return PALETTE[index % len(PALETTE)], MARKERS[(index // len(PALETTE)) % len(MARKERS)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,6 +412,79 @@ def add_holm(comparisons: Iterable[dict[str, Any]]) -> None:
         comp["holm_pvalue"] = adjusted
 
 
+def _dataset_of(record: dict[str, Any]) -> str | None:
+    """The data set a config.json or result.json names: its ``settings.dataset``, else that of
+    its (known) ``experiment``."""
+    settings = record.get("settings")
+    if isinstance(settings, dict) and isinstance(settings.get("dataset"), str):
+        return settings["dataset"]
+    known = EXPERIMENTS.get(str(record.get("experiment")))
+    return known.dataset if known is not None else None
+
+
+def chance_level(
+    config: dict[str, Any], results: Sequence[dict[str, Any]] = ()
+) -> tuple[float, int] | None:
+    """``(1 / K, K)``: the accuracy of guessing among the ``K`` classes of a classification run.
+
+    ``K`` is the ``num_classes`` that config.json or a result.json records, else that of the data
+    set they name (:func:`.datasets.get_info`). ``None`` when unknown or not a classification
+    task (a regression data set has no classes)."""
+    records = [config, *results]
+    for record in records:
+        k = record.get("num_classes")
+        if isinstance(k, int) and not isinstance(k, bool) and k >= 2:
+            return 1.0 / k, k
+    for record in records:
+        dataset = _dataset_of(record)
+        if dataset is None:
+            continue
+        try:
+            k = get_info(dataset).num_classes
+        except DatasetError:
+            return None
+        return (1.0 / k, k) if k >= 2 else None
+    return None
+
+
+def flag_uninformative(
+    summary: dict[str, Any],
+    train_losses: dict[str, dict[int, np.ndarray]] | None = None,
+    chance: float | None = None,
+) -> dict[str, list[str]]:
+    """The methods whose numbers say nothing about the method, ``{method: [reason, ...]}``.
+
+    - ``"at chance"``: mean test accuracy at the best-validation epoch below
+      ``chance + CHANCE_MARGIN`` (only when ``chance``, a fraction, is known);
+    - ``"loss did not fall (seed k, ...)"``: a seed of ``train_losses`` (``{method: {seed:
+      training loss per epoch}}``) with two or more epochs whose last training loss is not below
+      its first; ``"loss not finite (seed k)"`` when the last one is NaN or infinite (diverged).
+
+    Methods without a reason are left out."""
+    flags: dict[str, list[str]] = {}
+    for method in summary["method_order"]:
+        reasons = []
+        mean = summary["methods"][method]["test_acc_at_best_val"]["mean"]
+        if chance is not None and math.isfinite(mean) and mean < chance + CHANCE_MARGIN:
+            reasons.append("at chance")
+        flat, diverged = [], []
+        for seed, losses in sorted((train_losses or {}).get(method, {}).items()):
+            losses = np.asarray(losses, dtype=np.float64)
+            if losses.size < 2:
+                continue
+            if not math.isfinite(losses[-1]):
+                diverged.append(seed)
+            elif math.isfinite(losses[0]) and losses[-1] >= losses[0]:
+                flat.append(seed)
+        for seeds, what in ((flat, "loss did not fall"), (diverged, "loss not finite")):
+            if seeds:
+                label = "seed" if len(seeds) == 1 else "seeds"
+                reasons.append(f"{what} ({label} {', '.join(map(str, seeds))})")
+        if reasons:
+            flags[method] = reasons
+    return flags
+
+
 # --------------------------------------------------------------------------------------------
 # Formatting
 # --------------------------------------------------------------------------------------------
@@ -365,8 +533,10 @@ def format_table(summary: dict[str, Any]) -> str:
     Columns: method | seeds | edge drop rate | test acc @ best val (mean ± std) | final test
     acc | max over epochs (optimistic) | Δ vs reference | paired p (t). Accuracies in percent,
     2 decimals; Δ in percentage points, ``reference − method`` (positive: the reference is better).
+    A method in ``summary["flags"]`` (:func:`flag_uninformative`) is marked ``⚠ <reason>``.
     """
     ref = summary["reference"]
+    flags: dict[str, list[str]] = summary.get("flags") or {}
     tuned = any("tuned" in e for e in summary["methods"].values())
     header = [
         "method",
@@ -401,7 +571,8 @@ def format_table(summary: dict[str, Any]) -> str:
             "| "
             + " | ".join(
                 [
-                    f"**{method}**" if method == ref else method,
+                    (f"**{method}**" if method == ref else method)
+                    + "".join(f" ⚠ {reason}" for reason in flags.get(method, [])),
                     str(entry["n"]),
                     *([format_point(entry.get("tuned"))] if tuned else []),
                     f"{entry['edge_drop_rate']:.3f}" if "edge_drop_rate" in entry else "—",
@@ -439,6 +610,137 @@ def format_table(summary: dict[str, Any]) -> str:
         )
     )
     return "\n".join(lines) + "\n" + note + "\n"
+
+
+def format_warnings(summary: dict[str, Any]) -> str:
+    """The paragraph results.md puts above the table when ``summary["flags"]`` names methods
+    (:func:`flag_uninformative`): which, why, and the rules; empty when none is flagged."""
+    flags: dict[str, list[str]] = summary.get("flags") or {}
+    if not flags:
+        return ""
+    chance = summary.get("chance")
+    items = []
+    for method in summary["method_order"]:
+        if method not in flags:
+            continue
+        reasons = list(flags[method])
+        mean = summary["methods"][method]["test_acc_at_best_val"]["mean"]
+        reasons = [
+            f"at chance (test acc @ best val {_pct(mean)} %)" if r == "at chance" else r
+            for r in reasons
+        ]
+        items.append(f"**{method}**: {'; '.join(reasons)}")
+    rules = []
+    if chance is not None:
+        rules.append(
+            f"*at chance* when its mean test accuracy at the best-validation epoch is below "
+            f"chance + {100 * CHANCE_MARGIN:g} points (chance: {_pct(chance)} % = 1 / "
+            f"{round(1 / chance)} classes)"
+        )
+    rules.append(
+        "*loss did not fall* when a seed's training loss at the last epoch is not below that of "
+        "the first epoch (*not finite*: it diverged)"
+    )
+    text = (
+        "**⚠ Not informative:** "
+        + ", ".join(items)
+        + ". A method is flagged "
+        + "; ".join(rules)
+        + ". Such runs did not learn: every Δ, interval and p-value below that involves them "
+        "compares noise, not methods. Train longer, on more data or at another learning rate "
+        "before reading them."
+    )
+    if summary["reference"] in flags:
+        text += (
+            f" The reference **{summary['reference']}** is one of them: no Δ or p in this table "
+            "says anything."
+        )
+    return text + "\n"
+
+
+def format_header(config: dict[str, Any], chance: tuple[float, int] | None = None) -> str:
+    """The resolved configuration of a run as the Markdown list at the top of results.md:
+    experiment, epochs and seeds, learning rate and schedule, data (subset), method options,
+    swept or tuned hyperparameters and the chance level. Keys config.json lacks are left out."""
+    settings = config.get("settings") if isinstance(config.get("settings"), dict) else {}
+    lines = []
+    name = config.get("experiment")
+    if name is not None:
+        about = [f"{k} {settings[k]}" for k in ("dataset", "model") if k in settings]
+        source = f"; {settings['source']}" if settings.get("source") else ""
+        lines.append(
+            f"- **experiment**: {name}" + (f" ({', '.join(about)}{source})" if about else "")
+        )
+    run = []
+    if "epochs" in config:
+        run.append(f"**epochs**: {config['epochs']}")
+    if isinstance(config.get("seeds"), list):
+        run.append(f"**seeds**: {', '.join(map(str, config['seeds']))}")
+    if run:
+        lines.append("- " + "; ".join(run))
+    if "lr" in settings:
+        lines.append(f"- **learning rate and schedule**: {_describe_training(settings)}")
+        if config.get("tune") or config.get("tuned"):
+            lines[-1] += (
+                "; tuned names (lr, weight decay, rates) chosen per method on validation: see "
+                "*tuned* in the table and Tuning"
+            )
+    if "subset" in config or "val_fraction" in settings:
+        subset = config.get("subset")
+        data = (
+            f"at most {subset} examples per split (`--subset {subset}`)"
+            if subset
+            else "the full data set"
+        )
+        if "val_fraction" in settings:
+            share = 100 * settings["val_fraction"]
+            data += f"; {share:g} % of the training split held out for validation"
+        lines.append(f"- **data**: {data}")
+    if "method_options" in settings:
+        options = settings["method_options"] or {}
+        shown = "; ".join(f"{m}: {format_point(o)}" for m, o in options.items() if o)
+        lines.append(
+            "- **method options**: "
+            + (
+                f"{shown} (others: their defaults, `ddc list`)"
+                if shown
+                else "every method at its defaults (`ddc list`)"
+            )
+        )
+    grid = config.get("hyperparameters")
+    if isinstance(grid, dict) and grid:
+        lines.append(
+            "- **grid**: "
+            + "; ".join(
+                f"{k} {', '.join(map(str, v))}" if isinstance(v, list) else f"{k} {v}"
+                for k, v in grid.items()
+            )
+        )
+    if chance is not None:
+        lines.append(f"- **chance**: {_pct(chance[0])} % (1 / {chance[1]} classes)")
+    elif lines:
+        lines.append("- **chance**: unknown (no class count recorded): only the loss check applies")
+    if config.get("device"):
+        lines.append(
+            f"- **device**: {config['device']}" + ("; compiled" if config.get("compile") else "")
+        )
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def _describe_training(settings: dict[str, Any]) -> str:
+    """Peak learning rate, schedule (its rate at the first, peak and last epoch where the
+    settings still make an :class:`.config.Experiment`), optimizer, weight decay, batch size."""
+    try:
+        schedule = Experiment(**settings).describe_schedule()
+    except (TypeError, ValueError):  # settings of another version of the code
+        schedule = f"{settings.get('schedule', '?')} schedule"
+    optimizer = {"sgd": f"SGD, momentum {settings.get('momentum', '?')}", "adam": "AdamW"}.get(
+        str(settings.get("optimizer", "sgd")), str(settings.get("optimizer"))
+    )
+    return (
+        f"peak {settings['lr']:g}, {schedule}; {optimizer}, weight decay "
+        f"{settings.get('weight_decay', '?')}, batch size {settings.get('batch_size', '?')}"
+    )
 
 
 def _method_details(summary: dict[str, Any]) -> str:
@@ -588,13 +890,92 @@ def _mean_over_seeds(
     return epochs, mean, std
 
 
+def _titled(what: str, experiment: str | None) -> str:
+    """A figure title that names the experiment (when known) before the quantity."""
+    return f"{experiment}: {what}" if experiment else what
+
+
+def _wrap(name: str, width: int = 34) -> str:
+    """A long (layer) name broken after its dots into lines of at most ``width`` characters,
+    so that panel titles fit their panels."""
+    pieces = [p + "." for p in name.split(".")[:-1]] + [name.split(".")[-1]]
+    lines = [""]
+    for piece in pieces:
+        if lines[-1] and len(lines[-1]) + len(piece) > width:
+            lines.append("")
+        lines[-1] += piece
+    return "\n".join(lines)
+
+
+def panel_figure(
+    n: int, size: tuple[float, float], *, max_cols: int = 3, extra: float = 1.3
+) -> tuple[Any, list[Any]]:
+    """A figure of ``n`` panels of about ``size`` inches, wrapped into rows of at most
+    ``max_cols`` (never wider than :data:`MAX_FIG_WIDTH`: no long strips of unreadable text),
+    with ``extra`` inches for titles and the legend; constrained layout. Returns the figure and
+    its ``n`` axes (unused grid cells removed)."""
+    plt = _pyplot()
+    cols = max(1, min(n, max_cols, int(MAX_FIG_WIDTH // size[0])))
+    rows = math.ceil(n / cols)
+    width = min(max(cols * size[0], _MIN_FIG_WIDTH), MAX_FIG_WIDTH)  # room for title, legend
+    height = min(rows * size[1] + extra, _MAX_FIG_HEIGHT)
+    fig, grid = plt.subplots(
+        rows, cols, figsize=(width, height), squeeze=False, layout="constrained"
+    )
+    axes = [ax for row in grid for ax in row]
+    for ax in axes[n:]:
+        fig.delaxes(ax)
+    return fig, axes[:n]
+
+
+def legend_below(fig: Any, handles: Sequence[Any]) -> None:
+    """One legend for the whole figure, under its panels (never over the data), in as many
+    columns as fit the figure's width."""
+    if handles:
+        longest = max(len(h.get_label()) for h in handles)
+        fit = int(fig.get_figwidth() / (0.6 + 0.065 * longest))  # 8 pt text, with its sample
+        fig.legend(
+            handles=list(handles),
+            loc="outside lower center",
+            ncols=max(1, min(fit, len(handles))),
+            fontsize=8,
+            frameon=False,
+        )
+
+
+def figure_title(fig: Any, text: str) -> None:
+    """The figure title, each line wrapped to the figure's width."""
+    width = int(10 * fig.get_figwidth())  # characters of 11 pt text per line, roughly
+    fig.suptitle("\n".join(_wrap_words(line, width) for line in text.split("\n")), fontsize=11)
+
+
+def method_handle(method: str, label: str, **line: Any) -> Any:
+    """A legend entry drawn in the method's colour and marker (:func:`method_style`)."""
+    from matplotlib.lines import Line2D
+
+    colour, marker = method_style(method)
+    return Line2D([], [], color=colour, marker=marker, ms=5, lw=1.5, label=label, **line)
+
+
+def _markevery(n_points: int) -> int:
+    """Draw a marker every few points: about eight per curve, enough to tell methods apart."""
+    return max(1, n_points // 8)
+
+
 def plot_learning_curves(
-    metrics: dict[str, list[dict[str, np.ndarray]]], path: str | Path
+    metrics: dict[str, list[dict[str, np.ndarray]]],
+    path: str | Path,
+    *,
+    experiment: str | None = None,
+    chance: float | None = None,
+    flags: dict[str, list[str]] | None = None,
 ) -> Path | None:
     """Validation accuracy, test accuracy and training loss per epoch, mean (± std band) over
     seeds per method; below each, the same zoomed on the last third of training (y range from
-    the curves there, where the methods differ by tenths of a point). ``None`` (nothing
-    written) when there is no data."""
+    the curves there, where the methods differ by tenths of a point). ``chance`` (a fraction)
+    is drawn as a dotted line where it falls inside an accuracy panel; ``flags``
+    (:func:`flag_uninformative`) are repeated in the legend. ``None`` (nothing written) when
+    there is no data."""
     panels = [
         ("val_acc", "validation accuracy (%)", 100.0),
         ("test_acc", "test accuracy (%)", 100.0),
@@ -612,31 +993,37 @@ def plot_learning_curves(
     if len(epochs_seen) >= 2:  # start on an epoch: no line enters from outside the range
         zoom_from = max(e for e in epochs_seen[:-1] if e <= zoom_from)
     plt = _pyplot()
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    fig, axes = plt.subplots(2, len(panels), figsize=(5.0 * len(panels), 7.6), squeeze=False)
+    fig, axes = plt.subplots(
+        2, len(panels), figsize=(MAX_FIG_WIDTH, 8.2), squeeze=False, layout="constrained"
+    )
     log_loss = _all_positive(curves, "train_loss")
+    chance_drawn = False
     for col, (column, label, scale) in enumerate(panels):
         full, zoom = axes[0][col], axes[1][col]
         low, high = math.inf, -math.inf
-        for method, runs in metrics.items():
+        for method in metrics:
             curve = curves[(method, column)]
             if curve is None:
                 continue
             epochs, mean, std = curve
+            colour, marker = method_style(method)
             for ax in (full, zoom):
-                (line,) = ax.plot(
+                ax.plot(
                     epochs,
                     scale * mean,
-                    label=f"{method} (n={len(runs)})",
+                    color=colour,
+                    marker=marker,
+                    ms=4,
                     lw=1.3,
-                    marker="." if len(epochs) <= 3 else None,
+                    markevery=_markevery(len(epochs)),
                 )
                 ax.fill_between(
                     epochs,
                     scale * (mean - std),
                     scale * (mean + std),
-                    color=line.get_color(),
+                    color=colour,
                     alpha=0.15,
                     lw=0,
                 )
@@ -644,11 +1031,13 @@ def plot_learning_curves(
             if inside.any():
                 low = min(low, float(np.min(scale * (mean - std)[inside])))
                 high = max(high, float(np.max(scale * (mean + std)[inside])))
+        full.set_title(label, fontsize=10)
         full.set_ylabel(label)
         zoom.set_ylabel(f"{label}, last third")
         zoom.set_xlabel("epoch")
         if log_loss and column == "train_loss":  # the zoom is narrow: linear there
             full.set_yscale("log")
+            full.set_title("training loss (log scale)", fontsize=10)
             full.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             full.yaxis.set_minor_formatter(FuncFormatter(_log_minor_label))
             full.tick_params(axis="y", which="minor", labelsize=7)
@@ -660,12 +1049,31 @@ def plot_learning_curves(
         full.axvspan(zoom_from, last, color="grey", alpha=0.08, lw=0)
         for ax in (full, zoom):
             ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(
-        "mean over seeds (band: ± std); bottom row: the last third of training (shaded above)",
-        fontsize=10,
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if chance is not None and scale == 100.0:
+                bottom, top = ax.get_ylim()
+                if bottom <= 100.0 * chance <= top:  # never stretch the axis to show it
+                    ax.axhline(100.0 * chance, color="grey", ls=":", lw=1.0)
+                    ax.set_ylim(bottom, top)
+                    chance_drawn = True
+    handles = [
+        method_handle(
+            method,
+            f"{method} (n={len(runs)})" + "".join(f" ⚠ {r}" for r in (flags or {}).get(method, [])),
+        )
+        for method, runs in metrics.items()
+    ]
+    if chance_drawn:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], color="grey", ls=":", label=f"chance ({100 * chance:.3g} %)"))
+    legend_below(fig, handles)
+    figure_title(
+        fig,
+        _titled("accuracy and training loss per epoch", experiment)
+        + "\nmean over seeds (band: ± 1 std); bottom row: the last third of training (shaded "
+        "above), zoomed",
     )
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -678,15 +1086,23 @@ def _log_minor_label(value: float, _position: int) -> str:
 
 
 def _all_positive(curves: dict[tuple[str, str], Any], column: str) -> bool:
+    """Whether ``column`` suits a log axis: all positive, spanning more than a factor of 3
+    (within less, a log axis has no labelled tick and shows nothing a linear one does not)."""
     vals = [c[1] for (_, col), c in curves.items() if col == column and c is not None]
-    return bool(vals) and all(np.all(v > 0) for v in vals)
+    if not vals or not all(np.all(v > 0) for v in vals):
+        return False
+    return float(max(v.max() for v in vals)) > 3.0 * float(min(v.min() for v in vals))
 
 
 def plot_drop_rates(
-    metrics: dict[str, list[dict[str, np.ndarray]]], path: str | Path
+    metrics: dict[str, list[dict[str, np.ndarray]]],
+    path: str | Path,
+    *,
+    experiment: str | None = None,
 ) -> Path | None:
-    """Per regularized layer: realized ``drop_rate`` (solid) and ``mean_drop_prob`` (dashed) per
-    epoch, mean over seeds, for each method that logs them. ``None`` when no method does."""
+    """Per regularized layer (one panel each, wrapped into a grid): realized ``drop_rate``
+    (solid) and ``mean_drop_prob`` (dashed) per epoch, mean over seeds, for each method that
+    logs them. ``None`` when no method does."""
     layers: list[str] = []
     for runs in metrics.values():
         for cols in runs:
@@ -696,30 +1112,45 @@ def plot_drop_rates(
                         layers.append(name[len(prefix) :])
     if not layers:
         return None
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(layers), figsize=(5.0 * len(layers), 4.0), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, layer in zip(axes[0], layers, strict=True):
-        for i, (method, runs) in enumerate(metrics.items()):
-            color = colors[i % len(colors)]
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = panel_figure(len(layers), (4.0, 2.9), extra=1.6)
+    drawn: dict[str, int] = {}
+    for ax, layer in zip(axes, layers, strict=True):
+        for method, runs in metrics.items():
+            colour, marker = method_style(method)
             for prefix, style in (("drop_rate/", "-"), ("mean_drop_prob/", "--")):
                 curve = _mean_over_seeds(runs, prefix + layer)
                 if curve is not None:
+                    drawn[method] = len(runs)
                     ax.plot(
                         curve[0],
                         curve[1],
                         style,
-                        color=color,
+                        color=colour,
                         lw=1.2,
-                        label=f"{method}: {prefix.rstrip('/')}",
+                        ms=4,
+                        marker=marker if style == "-" else None,
+                        markevery=_markevery(len(curve[0])),
                     )
-        ax.set_title(layer, fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("rate")
+        ax.set_title(_wrap(layer), fontsize=9)
+        ax.set_xlabel("epoch", fontsize=9)
+        ax.set_ylabel("fraction of weights", fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle("realized drop rate (solid) and mean p_ij (dashed), mean over seeds", fontsize=10)
-    fig.tight_layout()
+    handles = [method_handle(m, f"{m} (n={n})") for m, n in drawn.items()]
+    handles += [
+        Line2D([], [], color="black", ls="-", label="realized drop rate (fraction dropped)"),
+        Line2D([], [], color="black", ls="--", label="mean drop probability p_ij"),
+    ]
+    legend_below(fig, handles)
+    figure_title(
+        fig,
+        _titled("drop rate of each regularized layer per epoch", experiment)
+        + "\nmean over seeds; solid: realized fraction of weights dropped, dashed: mean p_ij",
+    )
     return _save(fig, path)
 
 
@@ -740,10 +1171,15 @@ def _load_drop_probs(path: Path) -> dict[str, np.ndarray]:
 
 
 def plot_drop_prob_hist(
-    run_dir: str | Path, path: str | Path, order: Sequence[str] = ()
+    run_dir: str | Path,
+    path: str | Path,
+    order: Sequence[str] = (),
+    *,
+    experiment: str | None = None,
 ) -> Path | None:
-    """Histogram of the final ``p_ij`` per layer for the ``ddc*`` methods with
-    ``drop_probs.pt`` (seeds pooled, density-normalized). ``None`` when there are none."""
+    """Histogram of the final ``p_ij`` per layer (one panel each, wrapped into a grid) for the
+    ``ddc*`` methods with ``drop_probs.pt`` (seeds pooled, density-normalized), each method's
+    mean as a dotted line. ``None`` when there are none."""
     pooled: dict[str, dict[str, list[np.ndarray]]] = {}  # layer -> method -> arrays
     for method, _seed, folder in _seed_dirs(Path(run_dir)):
         if not method.startswith("ddc") or not (folder / "drop_probs.pt").is_file():
@@ -753,13 +1189,15 @@ def plot_drop_prob_hist(
     if not pooled:
         return None
     rank = {m: i for i, m in enumerate(order)}
-    plt = _pyplot()
     layers = list(pooled)
-    fig, axes = plt.subplots(1, len(layers), figsize=(5.0 * len(layers), 4.0), squeeze=False)
-    for ax, layer in zip(axes[0], layers, strict=True):
+    fig, axes = panel_figure(len(layers), (4.0, 2.9), extra=1.6)
+    seeds: dict[str, int] = {}
+    for ax, layer in zip(axes, layers, strict=True):
         methods = sorted(pooled[layer], key=lambda m: (rank.get(m, len(rank)), m))
         for method in methods:
             values = np.concatenate(pooled[layer][method])
+            colour, _ = method_style(method)
+            seeds[method] = max(seeds.get(method, 0), len(pooled[layer][method]))
             ax.hist(
                 values,
                 bins=50,
@@ -767,67 +1205,112 @@ def plot_drop_prob_hist(
                 density=True,
                 histtype="step",
                 lw=1.3,
-                label=f"{method} ({len(pooled[layer][method])} seeds, mean {values.mean():.3f})",
+                color=colour,
             )
-        ax.set_title(layer, fontsize=10)
-        ax.set_xlabel("p_ij at the end of training")
-        ax.set_ylabel("density")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+            ax.axvline(float(values.mean()), color=colour, ls=":", lw=1.2)
+        ax.set_title(_wrap(layer), fontsize=9)
+        ax.set_xlabel("p_ij at the end of training", fontsize=9)
+        ax.set_ylabel("density", fontsize=9)
+        ax.tick_params(labelsize=8)
+    order_seen = sorted(seeds, key=lambda m: (rank.get(m, len(rank)), m))
+    legend_below(fig, [method_handle(m, f"{m} ({seeds[m]} seeds)") for m in order_seen])
+    figure_title(
+        fig,
+        _titled("per-weight drop probability p_ij at the end of training", experiment)
+        + "\nseeds pooled; dotted line: each method's mean",
+    )
     return _save(fig, path)
 
 
-def plot_learned_curves(run_dir: Path, path: Path) -> Path | None:
-    """``ddc-learned``: p against the gradient z-score that each layer's rate model learned,
-    at a few epochs of the first seed (``learned_curves.json``); None without such runs."""
-    files = sorted((run_dir / "runs" / "ddc-learned").glob("seed*/learned_curves.json"))
-    if not files:
+def plot_learned_curves(run_dir: Path, path: Path, *, experiment: str | None = None) -> Path | None:
+    """The learned rate models (``learned_curves.json`` of every ``ddc-learned*`` seed): p
+    against the gradient z-score, per method and layer (one panel each), at the first, a
+    quarter, half and last epoch, mean over all seeds with a ± 1 std band. ``None`` without
+    such runs."""
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for method, _seed, folder in _seed_dirs(Path(run_dir)):
+        file = folder / "learned_curves.json"
+        if file.is_file():
+            try:
+                history = json.loads(file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):  # an optional file being written or garbled
+                continue
+            if isinstance(history, dict) and history:
+                by_method.setdefault(method, []).append(history)
+    panels = []  # (method, layer, epochs shown, histories)
+    for method, histories in by_method.items():
+        common = set.intersection(*(set(h) for h in histories))
+        epochs = sorted(common, key=int)
+        if not epochs:
+            continue
+        shown = sorted(
+            {epochs[0], epochs[len(epochs) // 4], epochs[len(epochs) // 2], epochs[-1]}, key=int
+        )
+        for layer in histories[0][epochs[-1]]:
+            if all(layer in h[e] for h in histories for e in shown):
+                panels.append((method, layer, shown, histories))
+    if not panels:
         return None
-    history = json.loads(files[0].read_text(encoding="utf-8"))
-    epochs = sorted(history, key=int)
-    if not epochs:
-        return None
-    shown = sorted({epochs[0], epochs[len(epochs) // 4], epochs[len(epochs) // 2], epochs[-1]},
-                   key=int)  # fmt: skip
-    layers = list(history[epochs[-1]])
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(layers), figsize=(4 * len(layers), 3.2), squeeze=False)
-    for ax, layer in zip(axes[0], layers, strict=True):
-        for epoch in shown:
-            curve = history[epoch][layer]
-            ax.plot(curve["z"], curve["p"], label=f"epoch {epoch}")
-        ax.set(title=f"{layer} ({files[0].parent.name})", xlabel="z-score of |g|",
-               ylabel="learned p", ylim=(0, 1))  # fmt: skip
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    from matplotlib.lines import Line2D
+
+    cmap = plt.get_cmap("viridis")
+    fig, axes = panel_figure(len(panels), (4.0, 3.0), extra=1.5)
+    all_shown: dict[str, Any] = {}
+    for ax, (method, layer, shown, histories) in zip(axes, panels, strict=True):
+        for i, epoch in enumerate(shown):
+            colour = cmap(0.85 * i / max(1, len(shown) - 1))  # dark to green: no pale yellow
+            all_shown.setdefault(epoch, colour)
+            z = np.asarray(histories[0][epoch][layer]["z"], dtype=np.float64)
+            ps = np.stack(
+                [np.interp(z, h[epoch][layer]["z"], h[epoch][layer]["p"]) for h in histories]
+            )
+            mean, std = ps.mean(axis=0), ps.std(axis=0)
+            ax.plot(z, mean, color=colour, lw=1.4)
+            ax.fill_between(z, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
+        ax.set_title(_wrap(f"{method} ({len(histories)} seeds): {layer}"), fontsize=9)
+        ax.set(xlabel="z-score of |gradient|", ylabel="drop probability p", ylim=(0, 1))
+        ax.grid(alpha=0.3)
+    handles = [
+        Line2D([], [], color=c, lw=1.4, label=f"epoch {e}")
+        for e, c in sorted(all_shown.items(), key=lambda kv: int(kv[0]))
+    ]
+    legend_below(fig, handles)
+    figure_title(
+        fig,
+        _titled("drop probability the learned rate model gives a weight", experiment)
+        + "\nagainst the z-score of its |gradient|; mean over seeds (band: ± 1 std)",
+    )
     return _save(fig, path)
 
 
 def plot_forest(
     rows: Sequence[dict[str, Any]], path: str | Path, title: str, xlabel: str
 ) -> Path | None:
-    """Forest plot: per row (``{"label", "mean", "ci95_t", "ci95_bootstrap", "n"}``, fractions)
-    the mean paired difference (dot) and its 95 % t interval (bar); the bootstrap interval,
-    where there is one, as a thinner bar below it. A dashed line marks 0. ``None`` (nothing
-    written) when no row has a finite mean."""
+    """Forest plot: per row (``{"label", "mean", "ci95_t", "ci95_bootstrap", "n"}``, fractions,
+    optionally ``"method"``) the mean paired difference (dot) and its 95 % t interval (bar),
+    drawn in the method's colour and marker (:func:`method_style`) where the row names one,
+    else black; the bootstrap interval, where there is one, as a thinner grey bar below it. A
+    dashed line marks 0. ``None`` (nothing written) when no row has a finite mean."""
     shown = [r for r in rows if math.isfinite(_to_float(r.get("mean")))]
     if not shown:
         return None
     plt = _pyplot()
-    height = 2.2 + 0.45 * len(shown)
-    fig, ax = plt.subplots(figsize=(7.5, height))
+    height = min(2.4 + 0.45 * len(shown), _MAX_FIG_HEIGHT)
+    fig, ax = plt.subplots(figsize=(8.0, height), layout="constrained")
     ys = np.arange(len(shown))[::-1]
     for y, row in zip(ys, shown, strict=True):
+        colour, marker = method_style(row["method"]) if row.get("method") else ("#000000", "o")
         mean = 100.0 * _to_float(row["mean"])
         ci = row.get("ci95_t")
         if ci is not None and all(math.isfinite(_to_float(v)) for v in ci):
             ax.plot(
-                [100.0 * ci[0], 100.0 * ci[1]], [y, y], color="C0", lw=2.2, solid_capstyle="butt"
+                [100.0 * ci[0], 100.0 * ci[1]], [y, y], color=colour, lw=2.2, solid_capstyle="butt"
             )
         boot = row.get("ci95_bootstrap")
         if boot is not None and all(math.isfinite(_to_float(v)) for v in boot):
-            ax.plot([100.0 * boot[0], 100.0 * boot[1]], [y - 0.18] * 2, color="C1", lw=1.2)
-        ax.plot([mean], [y], "o", color="C0", ms=6)
+            ax.plot([100.0 * boot[0], 100.0 * boot[1]], [y - 0.18] * 2, color="#777777", lw=1.2)
+        ax.plot([mean], [y], marker=marker, color=colour, ms=7, ls="none")
         ax.annotate(
             f"{mean:+.2f} (n={row.get('n', '?')})",
             (mean, y),
@@ -841,23 +1324,26 @@ def plot_forest(
     ax.set_yticks(ys, [str(r["label"]) for r in shown])
     ax.set_ylim(-0.8, len(shown) - 0.3)
     ax.set_xlabel(xlabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, wrap=True)
     handles = [
-        plt.Line2D([], [], color="C0", lw=2.2, marker="o", label="mean Δ, 95% t interval"),
-        plt.Line2D([], [], color="C1", lw=1.2, label="95% bootstrap interval (n ≥ 5)"),
+        plt.Line2D([], [], color="black", lw=2.2, marker="o", label="mean Δ, 95% t interval"),
+        plt.Line2D([], [], color="#777777", lw=1.2, label="95% bootstrap interval (n ≥ 5)"),
     ]
-    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2)
+    legend_below(fig, handles)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
     return _save(fig, path, tight=True)
 
 
-def _forest_of(summary: dict[str, Any], path: Path) -> Path | None:
-    """The forest plot of a compare table: the reference minus each other method."""
+def _forest_of(summary: dict[str, Any], path: Path, experiment: str | None = None) -> Path | None:
+    """The forest plot of a compare table: the reference minus each other method (a method
+    flagged by :func:`flag_uninformative` carries its mark in the label)."""
     ref = summary["reference"]
+    flags = summary.get("flags") or {}
     rows = [
         {
-            "label": f"{ref} − {method}",
+            "label": f"{ref} − {method}"
+            + "".join(f" ⚠ {r}" for r in flags.get(method, []) + flags.get(ref, [])),
+            "method": method,
             "mean": comp["mean_diff"],
             "ci95_t": comp.get("ci95_t"),
             "ci95_bootstrap": comp.get("ci95_bootstrap"),
@@ -869,78 +1355,183 @@ def _forest_of(summary: dict[str, Any], path: Path) -> Path | None:
     return plot_forest(
         rows,
         path,
-        f"paired differences on test acc @ best val ({ref} − method), by seed",
-        "Δ test accuracy (percentage points)",
+        _titled(
+            f"difference in test accuracy at the best-validation epoch, {ref} − each method, "
+            "paired by seed",
+            experiment,
+        ),
+        "Δ test accuracy (percentage points; > 0: " + ref + " better)",
     )
 
 
-def plot_sweep_heatmap(
-    rows: Sequence[dict[str, Any]], x: str, y: str, value: str, path: str | Path
-) -> Path:
-    """Heatmap of ``value`` over the grid of ``x`` (columns) and ``y`` (rows), cells annotated.
+#: What the columns of sweep.json measure, in words (heatmap titles and colour bars).
+_SWEEP_VALUES: dict[str, str] = {
+    "val_acc": "DDC's best validation accuracy",
+    "test_acc": "DDC's test accuracy at the best-validation epoch",
+    "mean_drop_rate": "DDC's realized drop rate (fraction of weights dropped)",
+    "gain_over_matched": "gain of DDC over DropConnect at the same drop rate (test accuracy)",
+}
+#: The same, short (colour bars; the unit is added).
+_SWEEP_SHORT: dict[str, str] = {
+    "val_acc": "validation accuracy",
+    "test_acc": "test accuracy",
+    "mean_drop_rate": "drop rate",
+    "gain_over_matched": "DDC − DropConnect",
+}
+#: The swept DDC hyperparameters, in words (heatmap axes).
+_SWEEP_NAMES: dict[str, str] = {
+    "p": "p (base drop rate)",
+    "pg": "pg (gradient unit rate)",
+    "tau": "tau (threshold on q)",
+}
 
-    Rows with the same ``(x, y)`` are averaged (the caller fixes any other swept parameter) and,
-    with two or more (seeds), annotated ``mean ± std``; missing cells stay blank. Values of an
-    ``*acc*`` or ``*gain*`` column within ``[-1, 1]`` are shown in percent (points); a ``*gain*``
-    column gets a diverging colour map centred on 0.
-    Raises ``ValueError`` when no row has numeric ``x``, ``y`` and ``value``.
-    """
+
+def _sweep_cells(
+    rows: Sequence[dict[str, Any]], x: str, y: str, value: str
+) -> dict[tuple[Any, Any], list[float]]:
+    """``{(x, y): [finite values of value]}`` over the rows that have all three."""
     cells: dict[tuple[Any, Any], list[float]] = {}
     for row in rows:
         if x in row and y in row and value in row:
             v = _to_float(row[value])
             if math.isfinite(v):
                 cells.setdefault((row[x], row[y]), []).append(v)
+    return cells
+
+
+def _percent(value: str, values: Iterable[float]) -> bool:
+    """Whether a sweep column is shown in percent: accuracies and gains given as fractions."""
+    vals = list(values)
+    name = value.lower()
+    return ("acc" in name or "gain" in name) and min(vals) >= -1.0 and max(vals) <= 1.0
+
+
+def sweep_colour_limits(
+    rows: Sequence[dict[str, Any]], x: str, y: str, value: str
+) -> tuple[float, float]:
+    """The colour limits :func:`plot_sweep_heatmap` uses for ``value``, in the units it shows
+    (percentage points for accuracies and gains given as fractions).
+
+    A ``*gain*`` column is diverging: limits symmetric around 0, ``±max(largest |cell mean|,
+    largest 95 % t half-width of a cell mean)``, so a difference smaller than the cells' own
+    uncertainty stays pale instead of spanning the whole scale. Other columns span the cell
+    means, widened around their midpoint to at least ± the largest half-width. Cells of one
+    seed have no interval. Raises ``ValueError`` when no row has numeric ``x``, ``y`` and
+    ``value``."""
+    cells = _sweep_cells(rows, x, y, value)
     if not cells:
         raise ValueError(f"plot_sweep_heatmap: no row has numeric {x!r}, {y!r} and {value!r}")
+    scale = 100.0 if _percent(value, (v for vals in cells.values() for v in vals)) else 1.0
+    means = np.array([scale * np.mean(vals) for vals in cells.values()])
+    halves = [
+        scale * (hi - lo) / 2
+        for lo, hi in (t_ci(vals) for vals in cells.values())
+        if math.isfinite(lo)
+    ]
+    half = max(halves, default=0.0)
+    if "gain" in value.lower():
+        bound = max(float(np.max(np.abs(means))), half) or 1.0
+        return -bound, bound
+    low, high = float(means.min()), float(means.max())
+    mid, reach = (low + high) / 2, max((high - low) / 2, half)
+    if reach == 0.0:  # one value everywhere: any small range shows it
+        reach = max(abs(mid) * 0.01, 1e-3)
+    return mid - reach, mid + reach
+
+
+def _experiment_near(path: str | Path) -> str | None:
+    """The experiment of the run directory a plot is written into (``RUN/plots/x.png``), from
+    its config.json; ``None`` when there is none."""
+    config = Path(path).parent.parent / "config.json"
+    try:
+        name = read_json_file(config).get("experiment") if config.is_file() else None
+    except RunFileError:
+        return None
+    return name if isinstance(name, str) else None
+
+
+def plot_sweep_heatmap(
+    rows: Sequence[dict[str, Any]],
+    x: str,
+    y: str,
+    value: str,
+    path: str | Path,
+    *,
+    experiment: str | None = None,
+) -> Path:
+    """Heatmap of ``value`` over the grid of ``x`` (columns) and ``y`` (rows), cells annotated.
+
+    Rows with the same ``(x, y)`` are averaged (the caller fixes any other swept parameter) and,
+    with two or more (seeds), annotated ``mean ± half-width of its 95 % t interval``; missing
+    cells stay blank. Values of an ``*acc*`` or ``*gain*`` column within ``[-1, 1]`` are shown
+    in percent (points); a ``*gain*`` column gets a diverging colour map centred on 0. Colour
+    limits: :func:`sweep_colour_limits`. The title names ``experiment`` (default: that of the
+    run directory's config.json when ``path`` is ``RUN/plots/...``) and the quantity in words.
+    Raises ``ValueError`` when no row has numeric ``x``, ``y`` and ``value``.
+    """
+    vmin, vmax = sweep_colour_limits(rows, x, y, value)
+    cells = _sweep_cells(rows, x, y, value)
+    percent = _percent(value, (v for vals in cells.values() for v in vals))
+    scale = 100.0 if percent else 1.0
     xs = sorted({k[0] for k in cells}, key=_sort_key)
     ys = sorted({k[1] for k in cells}, key=_sort_key)
-    grid = np.full((len(ys), len(xs)), np.nan)
-    spread = np.full((len(ys), len(xs)), np.nan)
+    shown = np.full((len(ys), len(xs)), np.nan)
+    half = np.full((len(ys), len(xs)), np.nan)
     for (xv, yv), vals in cells.items():
-        grid[ys.index(yv), xs.index(xv)], spread[ys.index(yv), xs.index(xv)] = _mean_std(vals)
-    finite = grid[np.isfinite(grid)]
+        i, j = ys.index(yv), xs.index(xv)
+        shown[i, j] = scale * float(np.mean(vals))
+        lo, hi = t_ci(vals)
+        half[i, j] = scale * (hi - lo) / 2 if math.isfinite(lo) else math.nan
     gain = "gain" in value.lower()
-    percent = ("acc" in value.lower() or gain) and finite.min() >= -1.0 and finite.max() <= 1.0
-    shown = grid * 100.0 if percent else grid
-    shown_std = spread * 100.0 if percent else spread
+    experiment = experiment or _experiment_near(path)
 
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(1.3 * len(xs) + 2.5, 0.9 * len(ys) + 2.0))
-    extra: dict[str, Any] = {"cmap": "viridis"}
-    if gain:
-        bound = float(np.nanmax(np.abs(shown))) or 1.0
-        extra = {"cmap": "RdBu", "vmin": -bound, "vmax": bound}
-    image = ax.imshow(np.ma.masked_invalid(shown), origin="lower", aspect="auto", **extra)
-    fig.colorbar(image, ax=ax, label=value + ((" (pp)" if gain else " (%)") if percent else ""))
-    lo, hi = np.nanmin(shown), np.nanmax(shown)
+    from matplotlib.colors import Normalize, TwoSlopeNorm
+
+    width = min(1.4 * len(xs) + 3.6, MAX_FIG_WIDTH)
+    fig, ax = plt.subplots(figsize=(width, min(0.9 * len(ys) + 2.6, 10.0)), layout="constrained")
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=vmin, vmax=vmax) if gain else Normalize(vmin, vmax)
+    cmap = plt.get_cmap("RdBu" if gain else "viridis")
+    image = ax.imshow(
+        np.ma.masked_invalid(shown), origin="lower", aspect="auto", cmap=cmap, norm=norm
+    )
+    unit = (" (percentage points)" if gain else " (%)") if percent else ""
+    words = _SWEEP_VALUES.get(value, value.replace("_", " "))
+    fig.colorbar(image, ax=ax, label=_SWEEP_SHORT.get(value, value.replace("_", " ")) + unit)
+    seeds = max(len(vals) for vals in cells.values())
     for i in range(len(ys)):
         for j in range(len(xs)):
             v = shown[i, j]
-            if math.isfinite(v):
-                text = f"{v:.2f}" if percent else f"{v:.3g}"
-                if math.isfinite(shown_std[i, j]):
-                    text += f"\n±{shown_std[i, j]:.2f}" if percent else f"\n±{shown_std[i, j]:.2g}"
-                if gain:  # light near 0, dark at both ends of the diverging map
-                    bright = abs(v) < 0.5 * max(abs(lo), abs(hi))
-                else:
-                    bright = hi > lo and (v - lo) / (hi - lo) > 0.6
-                ax.text(
-                    j,
-                    i,
-                    text,
-                    ha="center",
-                    va="center",
-                    fontsize=8,
-                    color="black" if bright else "white",
-                )
+            if not math.isfinite(v):
+                continue
+            text = f"{v:+.2f}" if gain else (f"{v:.2f}" if percent else f"{v:.3g}")
+            if math.isfinite(half[i, j]) and half[i, j] > 0:  # a per-cell constant: no ±0
+                text += f"\n±{half[i, j]:.2f}" if percent else f"\n±{half[i, j]:.2g}"
+            r, g, b, _ = cmap(norm(v))
+            dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5  # white text on dark cells
+            ax.text(
+                j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black"
+            )
     ax.set_xticks(range(len(xs)), [str(v) for v in xs])
     ax.set_yticks(range(len(ys)), [str(v) for v in ys])
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    ax.set_title(f"{value} over {x} × {y}", fontsize=10)
-    fig.tight_layout()
+    ax.set_xlabel(_SWEEP_NAMES.get(x, x))
+    ax.set_ylabel(_SWEEP_NAMES.get(y, y))
+    note = (
+        "cell: mean over seeds ± half-width of its 95% t interval"
+        if seeds > 1
+        else "cell: one seed (no interval)"
+    )
+    ax.set_title(
+        _wrap_words(_titled(words, experiment), int(12 * width)) + f"\n{note}", fontsize=10
+    )
     return _save(fig, path)
+
+
+def _wrap_words(text: str, width: int) -> str:
+    """``text`` wrapped at spaces into lines of at most ``width`` characters."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, max(width, 10))) or text
 
 
 def sweep_comparisons(rows: Sequence[dict[str, Any]]) -> dict[tuple[Any, Any, Any], dict]:
@@ -962,16 +1553,28 @@ def sweep_comparisons(rows: Sequence[dict[str, Any]]) -> dict[tuple[Any, Any, An
 
 
 def format_sweep_table(
-    rows: Sequence[dict[str, Any]], title: str, n_seeds: int, protocol: str = ""
+    rows: Sequence[dict[str, Any]],
+    title: str,
+    n_seeds: int,
+    protocol: str = "",
+    *,
+    chance: float | None = None,
 ) -> str:
     """Markdown table of a sweep: one line per (p, pg, tau) cell, DDC against DropConnect at
     the cell's measured mean drop rate (when the rows have it), paired by seed, with the 95 %
     intervals of the gain, Holm's adjustment over all cells and the pairs 80 % power needs
     (see :func:`paired_comparison`). ``protocol`` (epochs, learning rate, subset) is stated
-    above the table; tuned points (``tuned``, ``matched_tuned``) get columns of their own."""
+    above the table; tuned points (``tuned``, ``matched_tuned``) get columns of their own.
+
+    ``chance`` (a fraction; default: ``1 / classes`` of the data set of the experiment named
+    ``title``, when known): a mean test accuracy below ``chance + CHANCE_MARGIN`` is marked
+    ``⚠ at chance`` and said above the table, before any gain or p."""
     cells: dict[tuple[Any, Any, Any], list[dict[str, Any]]] = {}
     for row in rows:
         cells.setdefault((row["p"], row["pg"], row["tau"]), []).append(row)
+    if chance is None:
+        level = chance_level({"experiment": title})
+        chance = None if level is None else level[0]
     matched = any("matched_dropconnect_test_acc" in r for r in rows)
     tuned = any("tuned" in r for r in rows)
     tests = sweep_comparisons(rows) if matched else {}
@@ -989,28 +1592,45 @@ def format_sweep_table(
     intro = f"{n_seeds} seed(s) per cell; accuracies in %." + (
         f" Training: {protocol}." if protocol else ""
     )
-    lines = [f"# Sweep: {title}", "", intro, "", head, rule]
+
+    def at_chance(values: Sequence[float]) -> str:
+        mean = float(np.mean(values))
+        return " ⚠ at chance" if chance is not None and mean < chance + CHANCE_MARGIN else ""
+
+    body, flagged = [], 0
     for (p, pg, tau), group in sorted(cells.items(), key=lambda kv: tuple(map(_sort_key, kv[0]))):
         ddc_acc = [r["test_acc"] for r in group]
+        dc_acc = [r["matched_dropconnect_test_acc"] for r in group] if matched else []
+        flagged += bool(at_chance(ddc_acc) or (dc_acc and at_chance(dc_acc)))
         line = (
             f"| {p} | {pg} | {tau} |"
             + (f" {format_point(group[0].get('tuned'))} |" if tuned else "")
             + f" {np.mean([r['mean_drop_rate'] for r in group]):.3f} | "
-            f"{_pct_pm(_stat(ddc_acc))} |"
+            f"{_pct_pm(_stat(ddc_acc))}{at_chance(ddc_acc)} |"
         )
         if matched:
-            dc_acc = [r["matched_dropconnect_test_acc"] for r in group]
             test = tests[(p, pg, tau)]
             line += (
                 f" {group[0]['matched_dropconnect_p']} |"
                 + (f" {format_point(group[0].get('matched_tuned'))} |" if tuned else "")
-                + f" {_pct_pm(_stat(dc_acc))} | "
+                + f" {_pct_pm(_stat(dc_acc))}{at_chance(dc_acc)} | "
                 f"{100 * test['mean_diff']:+.2f} ± {100 * test['std_diff']:.2f} | "
                 f"{test['wins']}/{test['n']} | {_pvalue(test['t_pvalue'])} | "
                 f"{_pvalue(test['holm_pvalue'])} | {_pp_interval(test['ci95_t'])} | "
                 f"{_pp_interval(test['ci95_bootstrap'])} | {_power_pairs(test)} |"
             )
-        lines.append(line)
+        body.append(line)
+    lines = [f"# Sweep: {title}", "", intro, ""]
+    if flagged:
+        lines += [
+            f"**⚠ Not informative:** in {flagged} of {len(cells)} cells DDC or its matched "
+            f"DropConnect has a mean test accuracy within {100 * CHANCE_MARGIN:g} points of "
+            f"chance ({_pct(chance)} % = 1 / {round(1 / chance)} classes), marked ⚠ below: "
+            "those runs did not learn, and their gains and p-values compare noise. Train "
+            "longer, on more data or at another learning rate before reading them.",
+            "",
+        ]
+    lines += [head, rule, *body]
     if matched:
         lines += [
             "",
@@ -1023,9 +1643,12 @@ def format_sweep_table(
     return "\n".join(lines) + "\n"
 
 
-def plot_sweep_forest(rows: Sequence[dict[str, Any]], path: str | Path) -> Path | None:
+def plot_sweep_forest(
+    rows: Sequence[dict[str, Any]], path: str | Path, *, experiment: str | None = None
+) -> Path | None:
     """Forest plot of every sweep cell's gain over its matched DropConnect (``None`` without
-    matched runs)."""
+    matched runs); the title names ``experiment`` (default: that of the run directory's
+    config.json when ``path`` is ``RUN/plots/...``)."""
     rows_out = [
         {
             "label": f"p={p} pg={pg} tau={tau}",
@@ -1039,8 +1662,11 @@ def plot_sweep_forest(rows: Sequence[dict[str, Any]], path: str | Path) -> Path 
     return plot_forest(
         rows_out,
         path,
-        "DDC − DropConnect at the cell's measured drop rate, paired by seed",
-        "gain in test accuracy @ best val (percentage points)",
+        _titled(
+            "gain of DDC over DropConnect at the cell's measured drop rate, paired by seed",
+            experiment or _experiment_near(path),
+        ),
+        "gain in test accuracy at the best-validation epoch (percentage points)",
     )
 
 
@@ -1064,7 +1690,10 @@ def write_report(run_dir: str | Path, reference: str | None = None) -> Path:
 
     ``reference`` defaults to ``"ddc"`` when it has results, else the first method. A plot without
     data is skipped (and not listed). Runs without a complete ``result.json`` are listed as
-    incomplete. Returns the path of ``results.md``.
+    incomplete. results.md opens with the resolved configuration (:func:`format_header`) and,
+    before the table, the methods that are not informative (:func:`format_warnings`; also in
+    results.json as ``summary.flags``, with ``summary.chance``). Returns the path of
+    ``results.md``.
     """
     run_dir = Path(run_dir)
     config = load_config(run_dir)
@@ -1073,6 +1702,11 @@ def write_report(run_dir: str | Path, reference: str | None = None) -> Path:
     if reference is None:
         reference = "ddc" if "ddc" in methods or not methods else methods[0]
     summary = summarize(results, reference=reference)
+    chance = chance_level(config, results)
+    summary["chance"] = None if chance is None else chance[0]
+    summary["flags"] = flag_uninformative(
+        summary, _train_losses(run_dir, results), summary["chance"]
+    )
     tuning = load_tuning(run_dir)
     for method, record in (tuning.get("methods") or {}).items():
         if method in summary["methods"]:
@@ -1080,24 +1714,35 @@ def write_report(run_dir: str | Path, reference: str | None = None) -> Path:
     complete = {(r["method"], int(r["seed"])) for r in results}
     incomplete = [f"{m}/seed{s}" for m, s, _ in _seed_dirs(run_dir) if (m, s) not in complete]
 
+    title = config.get("experiment", run_dir.name)
     order = _method_order([m for m, _, _ in _seed_dirs(run_dir)] + list(summary["methods"]), config)
     metrics = _all_metrics(run_dir, order)
     plots_dir = run_dir / "plots"
     plots = {
-        "learning_curves": plot_learning_curves(metrics, plots_dir / "learning_curves.png"),
-        "drop_rates": plot_drop_rates(metrics, plots_dir / "drop_rates.png"),
-        "drop_prob_hist": plot_drop_prob_hist(run_dir, plots_dir / "drop_prob_hist.png", order),
-        "learned_curves": plot_learned_curves(run_dir, plots_dir / "learned_curves.png"),
-        "forest": _forest_of(summary, plots_dir / "forest.png"),
+        "learning_curves": plot_learning_curves(
+            metrics,
+            plots_dir / "learning_curves.png",
+            experiment=title,
+            chance=summary["chance"],
+            flags=summary["flags"],
+        ),
+        "drop_rates": plot_drop_rates(metrics, plots_dir / "drop_rates.png", experiment=title),
+        "drop_prob_hist": plot_drop_prob_hist(
+            run_dir, plots_dir / "drop_prob_hist.png", order, experiment=title
+        ),
+        "learned_curves": plot_learned_curves(
+            run_dir, plots_dir / "learned_curves.png", experiment=title
+        ),
+        "forest": _forest_of(summary, plots_dir / "forest.png", title),
     }
 
-    title = config.get("experiment", run_dir.name)
     parts = [f"# Results: {title}", ""]
-    facts = [f"{k}: {config[k]}" for k in ("epochs", "seeds") if k in config]
-    if facts:
-        parts += ["; ".join(facts), ""]
+    header = format_header(config, chance)
+    if header:
+        parts += [header]
     if results:
-        parts += [format_table(summary), _method_details(summary)]
+        warning = format_warnings(summary)
+        parts += ([warning] if warning else []) + [format_table(summary), _method_details(summary)]
     else:
         parts += ["No complete run yet.", ""]
     if tuning:
@@ -1128,3 +1773,17 @@ def write_report(run_dir: str | Path, reference: str | None = None) -> Path:
 
         render_robustness(run_dir)
     return atomic_write_text(run_dir / "results.md", "\n".join(parts))
+
+
+def _train_losses(
+    run_dir: Path, results: Sequence[dict[str, Any]]
+) -> dict[str, dict[int, np.ndarray]]:
+    """``{method: {seed: training loss per epoch}}`` of the complete runs (metrics.csv)."""
+    complete = {(str(r["method"]), int(r["seed"])) for r in results}
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for method, seed, folder in _seed_dirs(run_dir):
+        if (method, seed) in complete:
+            columns = load_metrics(folder / "metrics.csv")
+            if "train_loss" in columns:
+                out.setdefault(method, {})[seed] = columns["train_loss"]
+    return out

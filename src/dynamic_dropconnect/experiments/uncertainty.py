@@ -51,12 +51,15 @@ from .io import (
 from .report import (
     _json_safe,
     _mean_std,
-    _pyplot,
     _save,
     _seed_dirs,
+    figure_title,
+    legend_below,
     load_config,
     mean_drop_rate,
+    method_style,
     paired_comparison,
+    panel_figure,
 )
 from .training import PreparedData, RunSpec, _inputs, build, prepare_data, trained_experiment
 
@@ -475,52 +478,167 @@ def _paired_lines(by_method: dict[str, list[dict[str, Any]]], t_max: int) -> lis
     return rows
 
 
+#: The calibration metrics in words, with their direction (plot titles), and their scale.
+_METRIC_WORDS = {
+    "accuracy": ("accuracy (%), higher is better", 100.0),
+    "nll": ("negative log-likelihood, lower is better", 1.0),
+    "brier": ("Brier score, lower is better", 1.0),
+    "ece": ("expected calibration error, lower is better", 1.0),
+}
+
+
+def _pooled_reliability(
+    runs: Sequence[dict[str, Any]], variant: str
+) -> tuple[list[float], list[float]] | None:
+    """Mean confidence and accuracy per reliability bin over every seed of a method, each
+    seed's bin weighted by its example count; bins without examples are left out."""
+    tables = [r["reliability"][variant] for r in runs if variant in r.get("reliability", {})]
+    if not tables:
+        return None
+    counts = np.sum([t["count"] for t in tables], axis=0).astype(np.float64)
+    conf = np.sum([np.multiply(t["confidence"], t["count"]) for t in tables], axis=0)
+    acc = np.sum([np.multiply(t["accuracy"], t["count"]) for t in tables], axis=0)
+    keep = counts > 0
+    return (conf[keep] / counts[keep]).tolist(), (acc[keep] / counts[keep]).tolist()
+
+
 def _plots(
     run_dir: Path, by_method: dict[str, list[dict[str, Any]]], t_values: list[int]
 ) -> list[Path]:
+    """Reliability diagrams, metrics against T and entropy histograms, every method in its
+    colour and marker (:func:`.report.method_style`), all seeds pooled or averaged."""
     if not by_method:
         return []
-    plt = _pyplot()
+    from matplotlib.lines import Line2D
+
+    config = load_config(run_dir)
+    experiment = config.get("experiment") or run_dir.name
+    dataset = (config.get("settings") or {}).get("dataset")
     made = []
-    # Reliability diagrams: first seed of each method, deterministic and MC.
-    fig, axes = plt.subplots(1, len(by_method), figsize=(3.2 * len(by_method), 3.2), squeeze=False)
-    for ax, (m, rs) in zip(axes[0], by_method.items(), strict=True):
+    # Reliability diagrams: every seed's bins pooled; deterministic dashed, MC solid.
+    fig, axes = panel_figure(len(by_method), (3.3, 3.2), max_cols=3, extra=1.5)
+    for ax, (m, rs) in zip(axes, by_method.items(), strict=True):
+        colour, marker = method_style(m)
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
-        for variant, bins in rs[0]["reliability"].items():
-            keep = [i for i, c in enumerate(bins["count"]) if c > 0]
-            ax.plot([bins["confidence"][i] for i in keep], [bins["accuracy"][i] for i in keep],
-                    marker="o", ms=3, label=variant)  # fmt: skip
-        ax.set(title=m, xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+        for variant, style in (("deterministic", "--"), ("mc", "-")):
+            pooled = _pooled_reliability(rs, variant)
+            if pooled is not None:
+                ax.plot(
+                    *pooled,
+                    style,
+                    color=colour,
+                    marker=marker,
+                    ms=3.5,
+                    mfc="white" if variant == "deterministic" else colour,
+                )
+        ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+        ax.set_title(f"{m} ({len(rs)} seeds)", fontsize=10)
+    t_max = max(t_values)
+    legend_below(
+        fig,
+        [
+            Line2D(
+                [],
+                [],
+                color="black",
+                ls="--",
+                marker="o",
+                mfc="white",
+                ms=3.5,
+                label="deterministic (plain weights)",
+            ),
+            Line2D(
+                [],
+                [],
+                color="black",
+                ls="-",
+                marker="o",
+                ms=3.5,
+                label=f"Monte Carlo ({t_max} passes)",
+            ),
+            Line2D([], [], color="grey", lw=0.8, label="perfect calibration"),
+        ],
+    )
+    figure_title(
+        fig,
+        f"{experiment}: reliability, accuracy against confidence of the test "
+        "predictions\nper confidence bin, all seeds pooled",
+    )
     made.append(_save(fig, run_dir / "plots" / "uncertainty_reliability.png"))
-    # Metrics against T.
+    # Metrics against T, mean over seeds.
     stochastic = {m: rs for m, rs in by_method.items() if "mc" in rs[0]}
     if stochastic:
-        fig, axes = plt.subplots(1, 4, figsize=(13, 3.2))
+        fig, axes = panel_figure(len(_METRICS), (4.6, 3.0), max_cols=2, extra=1.6)
         for ax, k in zip(axes, _METRICS, strict=True):
+            words, scale = _METRIC_WORDS[k]
             for m, rs in stochastic.items():
-                means = [float(np.mean([r["mc"][str(t)][k] for r in rs])) for t in t_values]
-                ax.plot(t_values, means, marker="o", label=f"MC-{m}")
-                det = float(np.mean([r["deterministic"][k] for r in rs]))
-                ax.axhline(det, ls="--", lw=0.8, color=ax.lines[-1].get_color())
-            ax.set(xscale="log", xlabel="T (passes)", title=k)
-        axes[0].legend(fontsize=7)
-        fig.suptitle("MC metrics against the number of passes (dashed: deterministic)")
-        fig.tight_layout()
+                colour, marker = method_style(m)
+                means = [scale * float(np.mean([r["mc"][str(t)][k] for r in rs])) for t in t_values]
+                ax.plot(t_values, means, color=colour, marker=marker, ms=4)
+                det = scale * float(np.mean([r["deterministic"][k] for r in rs]))
+                ax.axhline(det, ls="--", lw=0.9, color=colour)
+            ax.set(xscale="log", xlabel="T (stochastic passes)")
+            ax.set_title(words, fontsize=10)
+            ax.grid(alpha=0.3)
+        legend_below(
+            fig,
+            [
+                *(
+                    Line2D(
+                        [],
+                        [],
+                        color=method_style(m)[0],
+                        marker=method_style(m)[1],
+                        ms=4,
+                        label=f"{m} ({len(rs)} seeds)",
+                    )
+                    for m, rs in stochastic.items()
+                ),
+                Line2D([], [], color="black", ls="--", lw=0.9, label="deterministic prediction"),
+            ],
+        )
+        figure_title(
+            fig,
+            f"{experiment}: Monte Carlo prediction against the number of "
+            "passes T\nmean over seeds; dashed: the same model, deterministic",
+        )
         made.append(_save(fig, run_dir / "plots" / "uncertainty_vs_T.png"))
-    # Entropy histograms in and out of distribution.
+    # Entropy histograms in and out of distribution, counts summed over seeds.
     with_hist = {m: rs for m, rs in by_method.items() if "entropy_hist" in rs[0]}
     if with_hist:
-        fig, axes = plt.subplots(1, len(with_hist), figsize=(3.2 * len(with_hist), 3.0),
-                                 squeeze=False)  # fmt: skip
-        for ax, (m, rs) in zip(axes[0], with_hist.items(), strict=True):
-            hist = rs[0]["entropy_hist"].get("mc", rs[0]["entropy_hist"]["deterministic"])
-            centers = np.diff(hist["edges"]) / 2 + hist["edges"][:-1]
-            ax.plot(centers, hist["in"], label="in")
-            ax.plot(centers, hist["out"], label="out")
-            ax.set(title=m, xlabel="predictive entropy (nats)", yscale="log")
-            ax.legend(fontsize=7)
-        fig.tight_layout()
+        ood = OOD_PAIRS.get(dataset, "another data set") if dataset else "another data set"
+        fig, axes = panel_figure(len(with_hist), (3.3, 3.0), max_cols=3, extra=1.6)
+        for ax, (m, rs) in zip(axes, with_hist.items(), strict=True):
+            colour, _ = method_style(m)
+            variant = "mc" if all("mc" in r["entropy_hist"] for r in rs) else "deterministic"
+            hists = [r["entropy_hist"][variant] for r in rs]
+            edges = np.asarray(hists[0]["edges"])
+            centers = np.diff(edges) / 2 + edges[:-1]
+            ax.plot(centers, np.sum([h["in"] for h in hists], axis=0), "-", color=colour)
+            ax.plot(centers, np.sum([h["out"] for h in hists], axis=0), "--", color=colour)
+            ax.set(xlabel="predictive entropy (nats)", ylabel="test examples", yscale="log")
+            label = f"MC, {t_max} passes" if variant == "mc" else "deterministic"
+            ax.set_title(f"{m} ({label}, {len(rs)} seeds)", fontsize=9)
+        legend_below(
+            fig,
+            [
+                Line2D(
+                    [],
+                    [],
+                    color="black",
+                    ls="-",
+                    label=f"in-distribution: {dataset or 'its own'} test images",
+                ),
+                Line2D(
+                    [], [], color="black", ls="--", label=f"out-of-distribution: {ood} test images"
+                ),
+            ],
+        )
+        figure_title(
+            fig,
+            f"{experiment}: predictive entropy in and out of distribution\n"
+            "examples per entropy bin, seeds summed; more separation: better "
+            "out-of-distribution detection",
+        )
         made.append(_save(fig, run_dir / "plots" / "uncertainty_entropy.png"))
     return made
