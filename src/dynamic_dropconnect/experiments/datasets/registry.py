@@ -19,9 +19,23 @@ Where every checksum comes from
 
 from __future__ import annotations
 
-from .base import ArchiveSpec, DatasetInfo, FileSpec
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["DATASETS", "NORB_DEFAULT_IMAGE_SIZE", "dataset_names"]
+from ..registration import check_free, check_name
+from .base import ArchiveSpec, DatasetBundle, DatasetError, DatasetInfo, FileSpec
+
+__all__ = [
+    "DATASETS",
+    "LOADERS",
+    "NORB_DEFAULT_IMAGE_SIZE",
+    "DatasetLoader",
+    "DatasetRequest",
+    "dataset_names",
+    "find_loader",
+    "register_dataset",
+]
 
 _WORD_LIST_FILES = (
     ("american-english", "9f513f1ceadb6a01c5485b7dbdfd5118dc66cd70b59cae2851292112d4066a32",
@@ -317,6 +331,115 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
+@dataclass(frozen=True)
+class DatasetRequest:
+    """What ``load_dataset`` asks a registered loader for.
+
+    ``name``: the dataset name asked for, e.g. ``"mnist"`` or ``"npz:data/mine.npz"``;
+    ``argument``: for a scheme (a loader registered as ``"npz:"``), the part after the colon,
+    else ``""``. ``data_dir``: the folder to look in first (``--data-dir``), or ``None``.
+    ``download``: whether fetching missing files is allowed. ``image_size``: a size asked for
+    at load time, ``None`` almost always (see :meth:`require_native_size`).
+    """
+
+    name: str
+    argument: str = ""
+    data_dir: Path | None = None
+    download: bool = True
+    image_size: int | None = None
+
+    def require_native_size(self, size: int | None) -> None:
+        """``ValueError`` unless no ``image_size`` was asked for, or exactly ``size``: loaders
+        that keep their images at their own size call this."""
+        if self.image_size is not None and self.image_size != size:
+            native = f", whose images are {size} px" if size else ""
+            raise ValueError(
+                f"image_size is only supported for smallnorb (got {self.image_size} for "
+                f"{self.name!r}{native}); use transforms.resize on each batch"
+            )
+
+
+@dataclass(frozen=True)
+class DatasetLoader:
+    """A registered dataset: ``load(request)`` returns its :class:`DatasetBundle`.
+
+    ``tokens``: its inputs are integer token ids (any integer dtype, ids ``>= 0``; ``0``
+    pads) rather than images; only such a dataset may return integer inputs other than
+    ``uint8``. ``description``: shown by ``ddc list``.
+    """
+
+    name: str
+    load: Callable[[DatasetRequest], DatasetBundle]
+    tokens: bool = False
+    description: str = ""
+
+
+#: Name → loader, filled by :func:`register_dataset` (the built-ins too). A name ending in
+#: ``:`` is a scheme: ``"npz:"`` loads every ``npz:PATH``.
+LOADERS: dict[str, DatasetLoader] = {}
+
+L = Callable[[DatasetRequest], DatasetBundle]
+
+
+def register_dataset(
+    name: str,
+    *,
+    info: DatasetInfo | None = None,
+    tokens: bool = False,
+    description: str = "",
+    replace: bool = False,
+) -> Callable[[L], L]:
+    """Decorator: register ``loader(request: DatasetRequest) -> DatasetBundle`` as ``name``.
+
+    A name ending in ``:`` registers a scheme: ``"npz:"`` serves every ``npz:<argument>``
+    (``request.argument``). What the loader returns is checked by ``load_dataset`` (see its
+    rules: images ``uint8`` or float ``(N, C, H, W)``; integer token ids only with
+    ``tokens=True``). ``info``: the dataset's file table (checksums, mirrors), which makes
+    ``ddc data list/fetch/verify`` know it too (``info.name`` must be ``name``). A name
+    already registered is an error unless ``replace``.
+    """
+    scheme = isinstance(name, str) and name.endswith(":")
+    check_name("dataset", name[:-1] if scheme else name)
+    if info is not None and info.name != name:
+        raise ValueError(
+            f"register_dataset({name!r}): info.name is {info.name!r}; it must be {name!r}"
+        )
+
+    def register(loader: L) -> L:
+        if not callable(loader):
+            raise TypeError(
+                f"register_dataset({name!r}) decorates a function of a DatasetRequest that "
+                f"returns a DatasetBundle, got {loader!r}"
+            )
+        text = description or (info.description if info is not None else "")
+        entry = DatasetLoader(name, loader, tokens, text)
+        check_free(LOADERS, "dataset", name, entry, replace=replace)
+        if info is not None:
+            check_free(DATASETS, "dataset table entry", name, info, replace=replace)
+            DATASETS[name] = info
+        LOADERS[name] = entry
+        return loader
+
+    return register
+
+
+def find_loader(name: str) -> tuple[DatasetLoader, str]:
+    """The loader of dataset ``name`` and its argument (``""``, or a scheme's rest);
+    ``DatasetError`` listing the known names and schemes otherwise."""
+    if name in LOADERS and not name.endswith(":"):
+        return LOADERS[name], ""
+    scheme, colon, argument = name.partition(":")
+    if colon and argument and f"{scheme}:" in LOADERS:
+        return LOADERS[f"{scheme}:"], argument
+    schemes = [s for s in LOADERS if s.endswith(":")]
+    raise DatasetError(
+        f"unknown dataset {name!r}; known: {', '.join(dataset_names())}"
+        + (f"; your own files: {', '.join(s + 'PATH' for s in schemes)}" if schemes else "")
+        + "; or register a loader with register_dataset (docs/suite.md)"
+    )
+
+
 def dataset_names() -> list[str]:
-    """Names accepted by ``load_dataset``, in table order."""
-    return list(DATASETS)
+    """Names accepted by ``load_dataset``, in registration order (the built-ins' table first);
+    the schemes (``npz:``, ``folder:``) are not names and are left out."""
+    return [name for name in LOADERS if not name.endswith(":")]
