@@ -1,13 +1,23 @@
-"""The experiments: dataset, model and the authors' training hyperparameters (SPEC section 4)."""
+"""The experiments: dataset, model and the authors' training hyperparameters (SPEC section 4).
+
+Every experiment, the built-ins included, is registered with :func:`register_experiment`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
+from .registration import add_to_registry, check_name
 from .schedules import AUTHORS_MIN_LR, SCHEDULES, lr_schedule
 
-__all__ = ["DEFAULT_EXPERIMENT", "EXPERIMENTS", "Experiment", "get_experiment"]
+__all__ = [
+    "DEFAULT_EXPERIMENT",
+    "EXPERIMENTS",
+    "Experiment",
+    "get_experiment",
+    "register_experiment",
+]
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,14 @@ class Experiment:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any]) -> Experiment:
+        """The experiment a ``to_dict()`` written earlier describes (a run's config.json
+        ``settings``, a checkpoint's ``experiment``). Settings added to this class since
+        take their defaults; keys it no longer has are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in known})
+
     def differences(self, saved: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
         """``{setting: (saved value, this value)}`` where ``saved`` (a ``to_dict()`` written
         earlier) differs. A setting added to this class after ``saved`` was written counts as
@@ -108,157 +126,173 @@ class Experiment:
 
 _OURS = "our choice (not in the paper)"
 _SMALL_NORB = "authors' settings, but on small NORB (5 classes); the authors used the 6-class NORB"
-EXPERIMENTS: dict[str, Experiment] = {
-    e.name: e
-    for e in [
-        Experiment(
-            "mnist-simplecnn1",
-            "mnist",
-            "simplecnn1",
-            75,
-            0.001,
-            5e-4,
-            12,
-            model_options={"variant": "mnist"},
-        ),
-        Experiment(
-            "fashion-mnist-simplecnn1",
-            "fashion-mnist",
-            "simplecnn1",
-            75,
-            0.001,
-            5e-4,
-            12,
-            model_options={"variant": "mnist"},
-            source="MNIST settings of the authors' code",
-        ),
-        Experiment(
-            "cifar10-simplecnn1",
-            "cifar10",
-            "simplecnn1",
-            120,
-            0.005,
-            5e-4,
-            12,
-            model_options={"variant": "cifar10"},
-        ),
-        Experiment("cifar10-simplecnn2", "cifar10", "simplecnn2", 130, 0.055, 5e-5, 12),
-        Experiment("cifar10-alexnet", "cifar10", "alexnet", 40, 0.01, 5e-4, 8, image_size=224),
-        Experiment(
-            "cifar10-vgg", "cifar10", "vgg13bn", 100, 0.005, 0.0, 10, crop_padding=4, hflip=True
-        ),
-        Experiment(
-            "cifar100-vgg",
-            "cifar100",
-            "vgg13bn",
-            220,
-            0.06,
-            8e-4,
-            20,
-            crop_padding=4,
-            hflip=True,
-            rotation=15.0,
-        ),
-        Experiment(
-            "norb-simplecnn2",
-            "smallnorb",
-            "simplecnn2",
-            100,
-            0.001,
-            6.5e-3,
-            10,
-            source=_SMALL_NORB,
-        ),
-        Experiment(
-            "norb-alexnet",
-            "smallnorb",
-            "alexnet-norb",
-            75,
-            0.0002,
-            0.0,
-            8,
-            image_size=133,
-            source=_SMALL_NORB,
-        ),
-        Experiment(
-            "norb-vgg",
-            "smallnorb",
-            "vgg13bn",
-            85,
-            0.0008,
-            4e-4,
-            10,
-            rotation=15.0,
-            source=_SMALL_NORB,
-        ),
-        Experiment(
-            "digits-mlp", "digits", "mlp", 40, 0.05, 5e-4, 4, schedule="cosine", source=_OURS
-        ),
-        Experiment(
-            "cifar10-resnet18",
-            "cifar10",
-            "resnet18",
-            100,
-            0.05,
-            5e-4,
-            5,
-            crop_padding=4,
-            hflip=True,
-            schedule="cosine",
-            source=_OURS,
-        ),
-        Experiment(
-            "cifar10-vit",
-            "cifar10",
-            "vit",
-            100,
-            0.01,
-            5e-4,
-            10,
-            crop_padding=4,
-            hflip=True,
-            schedule="cosine",
-            source=_OURS,
-        ),
-        # Beyond the paper (SPEC section 5, OQ4): sequences, on Debian's word lists (wordlang).
-        Experiment(
-            "wordlang-lstm",
-            "wordlang",
-            "char-lstm",
-            15,
-            3e-3,
-            0.0,
-            1,
-            optimizer="adam",
-            schedule="cosine",
-            source=_OURS + "; AWD-LSTM-style weight drop on weight_hh_l0",
-        ),
-        Experiment(
-            "wordlang-transformer",
-            "wordlang",
-            "char-transformer",
-            15,
-            1e-3,
-            0.01,
-            1,
-            optimizer="adam",
-            schedule="cosine",
-            # Lighter rates for attention weights. Measured mean drop rates: Dropout and
-            # DropConnect 0.10, this DDC setting 0.15 (p + 0.41 pg); the README also reports
-            # DDC at p=0.05, pg=0.12 (rate 0.10) via `ddc sweep`.
-            method_options={
-                "dropout": {"p": 0.1},
-                "dropconnect": {"p": 0.1},
-                "ddc": {"p": 0.05, "pg": 0.25},
-            },
-            source=_OURS + "; DDC on attention projections and feed-forward weights",
-        ),
-    ]
-}
+#: Name → experiment, filled by :func:`register_experiment` (the built-ins below too).
+EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def register_experiment(experiment: Experiment, *, replace: bool = False) -> Experiment:
+    """Register ``experiment`` under its name, so that ``ddc compare --experiment NAME`` (and
+    :func:`get_experiment`) find it. Its model, dataset and methods are looked up when it is
+    run, so a plugin may register them in any order. A name already registered is an error
+    unless ``replace`` (registering an equal experiment again is not). Returns it."""
+    if not isinstance(experiment, Experiment):
+        raise TypeError(f"register_experiment takes an Experiment, got {experiment!r}")
+    check_name("experiment", experiment.name)
+    return add_to_registry(EXPERIMENTS, "experiment", experiment.name, experiment, replace=replace)
+
+
+for _experiment in [
+    Experiment(
+        "mnist-simplecnn1",
+        "mnist",
+        "simplecnn1",
+        75,
+        0.001,
+        5e-4,
+        12,
+        model_options={"variant": "mnist"},
+    ),
+    Experiment(
+        "fashion-mnist-simplecnn1",
+        "fashion-mnist",
+        "simplecnn1",
+        75,
+        0.001,
+        5e-4,
+        12,
+        model_options={"variant": "mnist"},
+        source="MNIST settings of the authors' code",
+    ),
+    Experiment(
+        "cifar10-simplecnn1",
+        "cifar10",
+        "simplecnn1",
+        120,
+        0.005,
+        5e-4,
+        12,
+        model_options={"variant": "cifar10"},
+    ),
+    Experiment("cifar10-simplecnn2", "cifar10", "simplecnn2", 130, 0.055, 5e-5, 12),
+    Experiment("cifar10-alexnet", "cifar10", "alexnet", 40, 0.01, 5e-4, 8, image_size=224),
+    Experiment(
+        "cifar10-vgg", "cifar10", "vgg13bn", 100, 0.005, 0.0, 10, crop_padding=4, hflip=True
+    ),
+    Experiment(
+        "cifar100-vgg",
+        "cifar100",
+        "vgg13bn",
+        220,
+        0.06,
+        8e-4,
+        20,
+        crop_padding=4,
+        hflip=True,
+        rotation=15.0,
+    ),
+    Experiment(
+        "norb-simplecnn2",
+        "smallnorb",
+        "simplecnn2",
+        100,
+        0.001,
+        6.5e-3,
+        10,
+        source=_SMALL_NORB,
+    ),
+    Experiment(
+        "norb-alexnet",
+        "smallnorb",
+        "alexnet-norb",
+        75,
+        0.0002,
+        0.0,
+        8,
+        image_size=133,
+        source=_SMALL_NORB,
+    ),
+    Experiment(
+        "norb-vgg",
+        "smallnorb",
+        "vgg13bn",
+        85,
+        0.0008,
+        4e-4,
+        10,
+        rotation=15.0,
+        source=_SMALL_NORB,
+    ),
+    Experiment("digits-mlp", "digits", "mlp", 40, 0.05, 5e-4, 4, schedule="cosine", source=_OURS),
+    Experiment(
+        "cifar10-resnet18",
+        "cifar10",
+        "resnet18",
+        100,
+        0.05,
+        5e-4,
+        5,
+        crop_padding=4,
+        hflip=True,
+        schedule="cosine",
+        source=_OURS,
+    ),
+    Experiment(
+        "cifar10-vit",
+        "cifar10",
+        "vit",
+        100,
+        0.01,
+        5e-4,
+        10,
+        crop_padding=4,
+        hflip=True,
+        schedule="cosine",
+        source=_OURS,
+    ),
+    # Beyond the paper (SPEC section 5, OQ4): sequences, on Debian's word lists (wordlang).
+    Experiment(
+        "wordlang-lstm",
+        "wordlang",
+        "char-lstm",
+        15,
+        3e-3,
+        0.0,
+        1,
+        optimizer="adam",
+        schedule="cosine",
+        source=_OURS + "; AWD-LSTM-style weight drop on weight_hh_l0",
+    ),
+    Experiment(
+        "wordlang-transformer",
+        "wordlang",
+        "char-transformer",
+        15,
+        1e-3,
+        0.01,
+        1,
+        optimizer="adam",
+        schedule="cosine",
+        # Lighter rates for attention weights. Measured mean drop rates: Dropout and
+        # DropConnect 0.10, this DDC setting 0.15 (p + 0.41 pg); the README also reports
+        # DDC at p=0.05, pg=0.12 (rate 0.10) via `ddc sweep`.
+        method_options={
+            "dropout": {"p": 0.1},
+            "dropconnect": {"p": 0.1},
+            "ddc": {"p": 0.05, "pg": 0.25},
+        },
+        source=_OURS + "; DDC on attention projections and feed-forward weights",
+    ),
+]:
+    register_experiment(_experiment)
+
 DEFAULT_EXPERIMENT = "digits-mlp"
 
 
 def get_experiment(name: str) -> Experiment:
+    """The experiment registered as ``name``; ``ValueError`` listing the valid names."""
     if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}; valid: {', '.join(EXPERIMENTS)}")
+        raise ValueError(
+            f"unknown experiment {name!r}; valid: {', '.join(EXPERIMENTS)} (or one a plugin "
+            "registers: --plugins MODULE, see docs/suite.md)"
+        )
     return EXPERIMENTS[name]

@@ -25,7 +25,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,8 @@ def prepare_data(
         pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:subset]
         x, y = x[pick], y[pick]
     train_idx, val_idx = train_val_split(len(x), experiment.val_fraction, seed)
+    # load_dataset admits integer inputs other than uint8 only from a dataset registered with
+    # tokens=True (see datasets.check_bundle): such inputs are token ids, never pixels.
     tokens = not torch.is_floating_point(x) and x.dtype != torch.uint8
     if tokens:  # token ids are not normalised
         mean, std = torch.zeros(1), torch.ones(1)
@@ -349,9 +351,7 @@ def trained_experiment(state: dict[str, Any], default: Experiment) -> Experiment
     saved = state.get("experiment")
     if not isinstance(saved, dict):
         return default
-    known = {f.name for f in fields(Experiment)}
-    # Settings added to Experiment after the checkpoint was written take their defaults.
-    return Experiment(**{k: v for k, v in saved.items() if k in known})
+    return Experiment.from_dict(saved)
 
 
 def compiled(net: nn.Module) -> nn.Module:
