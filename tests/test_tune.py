@@ -245,9 +245,10 @@ def test_tune_resume_same_grid_and_refusal_of_another(
     assert "tune: --tune lr=0.01,0.05 --tune p=0.2,0.5 on tune seeds [1000]" in err
     assert "-> --tune lr=0.01,0.02" in err
     assert (out / "tune.json").read_text() == before  # nothing written
+    # Without --tune flags, --resume takes the tuning from config.json: nothing is retrained.
     untuned = [a for a in args if a not in ("--tune", "lr=0.01,0.05", "p=0.2,0.5")]
-    assert main([*untuned, "--resume"]) == 2
-    assert "-> no --tune" in capsys.readouterr().err
+    assert main([*untuned, "--resume"]) == 0
+    assert (out / "tune.json").read_text() == before
 
 
 def test_cli_refuses_bad_tune_flags(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -1,7 +1,9 @@
 """The ``ddc`` command: compare, synthetic, sweep, report, uncertainty, list, data.
 
 ``ddc`` with no arguments runs the embedded default comparison (digits-mlp, the main methods,
-3 seeds) in a couple of minutes on a laptop CPU.
+3 seeds) in a couple of minutes on a laptop CPU. ``ddc compare --out DIR --resume`` continues
+the run in DIR as its config.json records it; ``--plugins MODULE`` adds your own models, data,
+methods and experiments (docs/suite.md).
 """
 
 from __future__ import annotations
@@ -9,14 +11,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from .config import DEFAULT_EXPERIMENT, EXPERIMENTS, Experiment, get_experiment
 from .datasets import DATASETS, DatasetError, dataset_status, fetch_dataset, verify_dataset
+from .datasets.registry import LOADERS
+from .io import read_json_file
 from .methods import MAIN_METHODS, METHODS
+from .models import MODELS
+from .plugins import load_plugins
 from .schedules import SCHEDULES
 from .suite import (
     TUNE_NAMES,
@@ -26,11 +32,15 @@ from .suite import (
     RunDirError,
     RunOptions,
     RunsFailedError,
+    SavedRun,
+    check_experiment,
     check_grid,
     check_out_dir,
     check_sweep_tune,
     check_tune,
     compare,
+    describe_tune,
+    saved_run,
     shortened,
     sweep,
     tune_seeds,
@@ -76,34 +86,64 @@ def _seeds(args: argparse.Namespace) -> list[int]:
     return list(range(args.seed0, args.seed0 + args.seeds))
 
 
-def _add_run_options(parser: argparse.ArgumentParser, seeds: int) -> None:
-    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, choices=sorted(EXPERIMENTS))
-    parser.add_argument("--seeds", type=int, default=seeds, help="number of seeds")
-    parser.add_argument("--seed0", type=int, default=0, help="first seed")
-    parser.add_argument("--epochs", type=int, help="override the experiment's epochs")
-    parser.add_argument("--subset", type=int, help="use at most N examples per split")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (or cuda:N)")
-    parser.add_argument("--data-dir", type=Path, help="look here first for dataset files")
-    parser.add_argument("--out", type=Path, help="run directory (default runs/<name>-<time>)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+def _add_run_options(
+    parser: argparse.ArgumentParser, seeds: int, default: Callable[[object], object]
+) -> None:
+    """The options of compare and sweep; ``default(value)`` is each one's default (see
+    :func:`_parser`)."""
+    parser.add_argument(
+        "--experiment",
+        default=default(DEFAULT_EXPERIMENT),
+        help=f"one of {', '.join(sorted(EXPERIMENTS))}, or one a plugin registers (default "
+        f"{DEFAULT_EXPERIMENT})",
+    )
+    parser.add_argument("--seeds", type=int, default=default(seeds), help="number of seeds")
+    parser.add_argument("--seed0", type=int, default=default(0), help="first seed")
+    parser.add_argument(
+        "--epochs", type=int, default=default(None), help="override the experiment's epochs"
+    )
+    parser.add_argument(
+        "--subset", type=int, default=default(None), help="use at most N examples per split"
+    )
+    parser.add_argument("--device", default=default("cpu"), help="cpu or cuda (or cuda:N)")
+    parser.add_argument(
+        "--data-dir", type=Path, default=default(None), help="look here first for dataset files"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=default(None), help="run directory (default runs/<name>-<time>)"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        default=default(False),
+        help="continue the run in --out as its config.json records it (flags that would "
+        "change it are refused; --methods/--seeds may add runs)",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", default=default(False), help="no progress bars"
+    )
     parser.add_argument(
         "--jobs",
         type=int,
-        default=1,
+        default=default(1),
         help="runs at once, in worker processes that share the CPU threads (default 1)",
     )
     parser.add_argument(
-        "--lr", type=float, help="override the experiment's peak learning rate (same schedule)"
+        "--lr",
+        type=float,
+        default=default(None),
+        help="override the experiment's peak learning rate (same schedule)",
     )
     parser.add_argument(
         "--compile",
         action="store_true",
+        default=default(False),
         help="train through torch.compile (inductor, drawing eager's masks); compiled once per "
         "run, recorded, --resume keeps it (speed: benchmarks/epoch_speed.py)",
     )
     parser.add_argument(
         "--schedule",
+        default=default(None),
         help=f"learning-rate schedule, one of {', '.join(SCHEDULES)} (default: the "
         "experiment's; 'authors' for the paper's experiments)",
     )
@@ -111,6 +151,7 @@ def _add_run_options(parser: argparse.ArgumentParser, seeds: int) -> None:
         "--tune",
         action="append",
         type=_tune_flag,
+        default=default(None),
         metavar="NAME=V1,V2,...",
         help=f"tune NAME per method on the validation split before the evaluation seeds "
         f"(repeatable; names: {', '.join(TUNE_NAMES)}; a name a method does not take is "
@@ -119,9 +160,23 @@ def _add_run_options(parser: argparse.ArgumentParser, seeds: int) -> None:
     parser.add_argument(
         "--tune-seeds",
         type=int,
-        default=2,
+        default=default(2),
         help=f"seeds per grid point (default 2): {TUNE_SEED_OFFSET}+seed0 on, never the "
         "evaluation seeds",
+    )
+    _add_plugins_option(parser, default)
+
+
+def _add_plugins_option(
+    parser: argparse.ArgumentParser, default: Callable[[object], object]
+) -> None:
+    parser.add_argument(
+        "--plugins",
+        type=lambda t: _csv(str, t),
+        default=default([]),
+        metavar="MODULE[,MODULE]",
+        help="import these modules first: they register your own models, datasets, methods "
+        "and experiments (docs/suite.md); recorded, so --resume and --jobs workers import them",
     )
 
 
@@ -134,28 +189,37 @@ def _add_evaluation_options(parser: argparse.ArgumentParser, batch_size: int) ->
     parser.add_argument("--batch-size", type=int, default=batch_size, help="examples per chunk")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(given_only: bool = False) -> argparse.ArgumentParser:
+    """The ``ddc`` parser. ``given_only``: compare and sweep options have no defaults, so
+    parsing gives exactly the flags given (what ``--resume`` compares with config.json)."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if given_only else value
+
     parser = argparse.ArgumentParser(
         prog="ddc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command")
 
     p = sub.add_parser("compare", help="train methods x seeds, write table and plots")
-    _add_run_options(p, seeds=3)
+    _add_run_options(p, seeds=3, default=default)
     p.add_argument(
         "--methods",
         type=lambda t: _csv(str, t),
-        default=list(MAIN_METHODS),
-        help=f"comma-separated, from: {', '.join(METHODS)}",
+        default=default(list(MAIN_METHODS)),
+        help=f"comma-separated, from: {', '.join(METHODS)} (or a plugin's)",
     )
 
     p = sub.add_parser("sweep", help="grid over DDC's p, pg, tau with heatmaps")
-    _add_run_options(p, seeds=1)
-    for name, default in (("p", "0.1,0.2,0.3,0.4"), ("pg", "0.25,0.5,0.75"), ("tau", "0.5")):
-        p.add_argument(f"--{name}", type=lambda t: _csv(float, t), default=_csv(float, default))
+    _add_run_options(p, seeds=1, default=default)
+    for name, values in (("p", "0.1,0.2,0.3,0.4"), ("pg", "0.25,0.5,0.75"), ("tau", "0.5")):
+        p.add_argument(
+            f"--{name}", type=lambda t: _csv(float, t), default=default(_csv(float, values))
+        )
     p.add_argument(
         "--no-matched",
         action="store_true",
+        default=default(False),
         help="skip DropConnect at each cell's measured mean drop rate",
     )
 
@@ -207,7 +271,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--mc-samples", type=int, default=30, help="passes of the MC prediction")
 
-    sub.add_parser("list", help="experiments, methods, datasets (and whether present)")
+    p = sub.add_parser("list", help="experiments, methods, models, datasets (and whether present)")
+    _add_plugins_option(p, lambda value: value)
 
     p = sub.add_parser("data", help="list, fetch or verify datasets")
     p.add_argument("action", choices=["list", "fetch", "verify"])
@@ -226,11 +291,18 @@ def _list() -> None:
     print("Methods:")
     for m in METHODS.values():
         print(f"  {m.name:<18} {m.description}")
+    print("Models:")
+    print("  " + ", ".join(MODELS))
     print("Datasets:")
-    for name in DATASETS:
-        statuses = dataset_status(name)
-        ok = all(s.ok for s in statuses)
-        print(f"  {name:<14} {'present' if ok else 'missing'}")
+    for name, loader in LOADERS.items():
+        if name in DATASETS:
+            ok = all(s.ok for s in dataset_status(name))
+            print(f"  {name:<14} {'present' if ok else 'missing'}")
+        elif not name.endswith(":"):
+            print(f"  {name:<14} registered ({loader.description or 'a plugin'})")
+    for name, loader in LOADERS.items():
+        if name.endswith(":"):
+            print(f"  {name + 'PATH':<14} {loader.description}")
 
 
 def _data(action: str, names: list[str], data_dir: Path | None) -> int:
@@ -339,8 +411,14 @@ def _validate(command: str, args: argparse.Namespace) -> None:
         _check_device(args.device)
         _check_data_dir(args.data_dir)
         _check_whole("--tune-seeds", args.tune_seeds, 1)
+        if args.saved is None and args.experiment not in EXPERIMENTS:
+            raise UsageError(
+                f"--experiment {args.experiment!r}: unknown experiment; valid: "
+                f"{', '.join(EXPERIMENTS)} (or one a plugin registers: --plugins MODULE)"
+            )
+        check_experiment(_base_experiment(args))
         if args.tune:
-            tune_seeds(_seeds(args), args.tune_seeds)
+            tune_seeds(args.seed_list, args.tune_seeds)
             last = TUNE_SEED_OFFSET + args.seed0 + args.tune_seeds - 1
             if last > MAX_SEED:
                 raise UsageError(
@@ -358,9 +436,9 @@ def _validate(command: str, args: argparse.Namespace) -> None:
                 f"--methods: unknown method(s) {', '.join(unknown)}; valid: {', '.join(METHODS)}"
             )
         _check_unique("--methods", args.methods)
-        check_tune(_tune_grid(args), args.methods, get_experiment(args.experiment))
+        check_tune(_tune_grid(args), args.methods, _base_experiment(args))
     if command == "sweep":
-        check_grid({"p": args.p, "pg": args.pg, "tau": args.tau}, get_experiment(args.experiment))
+        check_grid({"p": args.p, "pg": args.pg, "tau": args.tau}, _base_experiment(args))
         check_sweep_tune(_tune_grid(args))
     if command == "uncertainty":
         bad = [t for t in args.samples if t < 1]
@@ -378,6 +456,108 @@ def _validate(command: str, args: argparse.Namespace) -> None:
         _check_whole("--batch-size", args.batch_size, 1)
         _check_device(args.device)
         _check_data_dir(args.data_dir)
+
+
+def _base_experiment(args: argparse.Namespace) -> Experiment:
+    """The experiment before ``--epochs``/``--lr``/``--schedule``: the registered one, or the
+    one a resumed run's config.json records (already with them)."""
+    return args.saved.experiment if args.saved is not None else get_experiment(args.experiment)
+
+
+def _given(argv: Sequence[str]) -> set[str]:
+    """The options given on the command line ``argv`` (argparse ``dest`` names)."""
+    return set(vars(_parser(given_only=True).parse_args(list(argv)))) - {"command"}
+
+
+def _resume_differences(
+    command: str, args: argparse.Namespace, given: set[str], saved: SavedRun
+) -> list[str]:
+    """``"--flag: run's value -> given value"`` for each flag given that would change the
+    saved run."""
+    experiment = saved.experiment
+    asked: dict[str, tuple[str, object, object]] = {
+        "experiment": ("--experiment", experiment.name, args.experiment),
+        "epochs": ("--epochs", experiment.epochs, args.epochs),
+        "lr": ("--lr", experiment.lr, args.lr),
+        "schedule": ("--schedule", experiment.schedule, args.schedule),
+        "subset": ("--subset", saved.subset, args.subset),
+        "compile": ("--compile", saved.compile, args.compile),
+        "plugins": ("--plugins", ",".join(sorted(saved.plugins)), ",".join(sorted(args.plugins))),
+    }
+    if command == "sweep" and saved.grid is not None:
+        for name in ("p", "pg", "tau"):
+            asked[name] = (f"--{name}", saved.grid.get(name), getattr(args, name))
+        asked["no_matched"] = ("--no-matched", not saved.matched, args.no_matched)
+    out = [
+        f"{flag}: the run was started without it"
+        if new is True and old is False  # a store_true flag
+        else f"{flag} {new}: the run has {old}"
+        for dest, (flag, old, new) in asked.items()
+        if dest in given and old != new
+    ]
+    if "tune" in given or "tune_seeds" in given:
+        grid = _tune_grid(args) if "tune" in given else saved.tune
+        count = args.tune_seeds if "tune_seeds" in given else len(saved.tune_seeds) or 2
+        if grid != saved.tune or (grid and count != len(saved.tune_seeds)):
+            try:
+                seeds: list[int] | str = tune_seeds(list(saved.seeds), count) if grid else []
+            except ValueError:
+                seeds = f"{count} seed(s)"
+            old = describe_tune(saved.tune, saved.tune_seeds)
+            out.append(f"tune: {old} -> {describe_tune(grid, seeds)}")  # type: ignore[arg-type]
+    return out
+
+
+def _resolve_run(command: str, args: argparse.Namespace, given: set[str]) -> None:
+    """Import the plugins and settle what compare/sweep runs: from the flags, or with
+    ``--resume`` of a run directory, from its config.json (flags that would change that run
+    are a UsageError naming them). Sets ``args.saved`` and ``args.seed_list``."""
+    args.plugins = load_plugins(args.plugins)
+    args.saved = None
+    if args.resume and args.out is None:
+        raise UsageError("--resume needs --out DIR: the run directory to continue")
+    if args.resume and check_out_dir(args.out):
+        saved = saved_run(args.out)
+        if saved.command != command:
+            raise UsageError(
+                f"--resume: {args.out} holds a `ddc {saved.command}` run; continue it with "
+                f"`ddc {saved.command} --out {args.out} --resume`"
+            )
+        load_plugins(saved.plugins)
+        differing = _resume_differences(command, args, given, saved)
+        if differing:
+            raise UsageError(
+                f"--resume of {args.out} with a different configuration: {'; '.join(differing)} "
+                f"(as {args.out / 'config.json'} records it). Leave these flags out to continue "
+                "the run as it was started, or choose another --out"
+            )
+        args.saved = saved
+        args.experiment = saved.experiment.name
+        args.epochs = args.lr = args.schedule = None  # saved.experiment has them already
+        args.subset, args.compile, args.plugins = saved.subset, saved.compile, list(saved.plugins)
+        args.tune = list(saved.tune.items()) or None
+        args.tune_seeds = len(saved.tune_seeds) or 2
+        if "device" not in given:
+            args.device = saved.device
+        if command == "compare" and "methods" not in given:
+            args.methods = list(saved.methods)  # given: they are added to the run
+        if command == "sweep" and saved.grid is not None:
+            args.p, args.pg, args.tau = (saved.grid[k] for k in ("p", "pg", "tau"))
+            args.no_matched = not saved.matched
+        if "seeds" not in given and "seed0" not in given:
+            args.seed_list = list(saved.seeds)
+            args.seeds, args.seed0 = len(saved.seeds), min(saved.seeds)
+            return
+        args.seeds = args.seeds if "seeds" in given else len(saved.seeds)
+        args.seed0 = args.seed0 if "seed0" in given else min(saved.seeds)
+    args.seed_list = _seeds(args)
+
+
+def _load_run_plugins(run_dir: Path) -> None:
+    """The plugins a run directory's config.json records (its models may be a plugin's)."""
+    config_path = run_dir / "config.json"
+    plugins = read_json_file(config_path).get("plugins") if config_path.exists() else None
+    load_plugins(plugins or [])
 
 
 def _experiment(args: argparse.Namespace) -> Experiment:
@@ -400,14 +580,29 @@ def _experiment(args: argparse.Namespace) -> Experiment:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(list(argv) if argv is not None else None)
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    args = _parser().parse_args(argv)
     command = args.command or "compare"
     if args.command is None:  # `ddc` alone: the embedded default comparison
-        args = _parser().parse_args(["compare"])
+        argv = ["compare"]
+        args = _parser().parse_args(argv)
     try:
+        if command in ("compare", "sweep"):
+            _resolve_run(command, args, _given(argv))
+        elif command == "list":
+            load_plugins(args.plugins)
+        elif command in ("uncertainty", "robustness"):
+            _load_run_plugins(args.run_dir)
         _validate(command, args)
         if command in ("compare", "sweep"):
-            experiment = _experiment(args)
+            if args.saved is not None:
+                experiment = args.saved.experiment
+                print(
+                    f"{args.out}: continuing the {command} of {experiment.name} that "
+                    f"{args.out / 'config.json'} records; {experiment.describe_schedule()}"
+                )
+            else:
+                experiment = _experiment(args)
             options = RunOptions(
                 device=args.device,
                 data_dir=args.data_dir,
@@ -416,13 +611,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress=not args.quiet,
                 jobs=args.jobs,
                 compile=args.compile,
+                plugins=tuple(args.plugins),
             )
         if command == "compare":
             out = args.out or _default_out(experiment.name)
             path = compare(
                 experiment,
                 args.methods,
-                _seeds(args),
+                args.seed_list,
                 out,
                 options,
                 tune=_tune_grid(args),
@@ -436,7 +632,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             path = sweep(
                 experiment,
                 grid,
-                _seeds(args),
+                args.seed_list,
                 out,
                 options,
                 matched=not args.no_matched,

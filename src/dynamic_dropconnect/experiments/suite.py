@@ -2,7 +2,8 @@
 
 Layout of a run directory (every file written atomically)::
 
-    RUN_DIR/config.json                        resolved configuration
+    RUN_DIR/config.json                        resolved configuration: all that --resume
+                                               needs (read back by :func:`saved_run`)
     RUN_DIR/runs/<method>/seed<k>/metrics.csv  per-epoch losses, accuracies, lr, drop statistics
     RUN_DIR/runs/<method>/seed<k>/result.json  accuracies at best-val / final / max epoch
     RUN_DIR/runs/<method>/seed<k>/checkpoint.pt last finished epoch, for --resume
@@ -18,9 +19,11 @@ of ours. One compare or sweep at a time holds a run directory (:func:`lock_run_d
 or SIGINT stops its workers before it exits.
 
 Runs go one after another in this process, or ``jobs`` at a time in worker processes (spawned,
-one per run, with the CPU threads split between them). A run that fails, even one whose process
-is killed, is reported and the others go on; :class:`RunsFailedError` lists the failures at the
-end, after the report of the finished runs is written.
+one per run, with the CPU threads split between them; each imports ``RunOptions.plugins``
+first, since a fresh process knows the built-in models, datasets and methods only). A run that
+fails, even one whose process is killed, is reported and the others go on;
+:class:`RunsFailedError` lists the failures at the end, after the report of the finished runs
+is written.
 """
 
 from __future__ import annotations
@@ -51,8 +54,11 @@ from torch import nn
 
 from .config import Experiment
 from .datasets import DatasetError, load_dataset
+from .datasets.registry import find_loader
 from .io import atomic_write_json, atomic_write_text, pid_alive, read_json_file
-from .methods import METHODS, apply_method
+from .methods import METHOD_KINDS, METHODS, apply_method
+from .models import MODELS
+from .plugins import check_plugin_names, load_plugins
 from .report import (
     format_sweep_table,
     load_metrics,
@@ -71,12 +77,16 @@ __all__ = [
     "RunDirError",
     "RunOptions",
     "RunsFailedError",
+    "SavedRun",
+    "check_experiment",
     "check_grid",
     "check_out_dir",
     "check_sweep_tune",
     "check_tune",
     "compare",
+    "describe_tune",
     "lock_run_dir",
+    "saved_run",
     "select_point",
     "shortened",
     "sweep",
@@ -281,6 +291,103 @@ def check_out_dir(out: str | Path) -> bool:
     return False
 
 
+def check_experiment(experiment: Experiment) -> None:
+    """``ValueError`` (``DatasetError`` for the dataset) naming what ``experiment`` uses that
+    nothing registered: its model, its dataset or a method of its ``method_options`` (the
+    plugin that registers it not imported?)."""
+    hint = "; is the plugin that registers it imported (--plugins MODULE, docs/suite.md)?"
+    if experiment.model.lower() not in MODELS:
+        raise ValueError(
+            f"experiment {experiment.name!r}: unknown model {experiment.model!r}; registered: "
+            f"{', '.join(MODELS)}{hint}"
+        )
+    try:
+        find_loader(experiment.dataset)
+    except DatasetError as err:
+        raise DatasetError(f"experiment {experiment.name!r}: {err}{hint}") from None
+    unknown = [m for m in experiment.method_options if m not in METHODS]
+    if unknown:
+        raise ValueError(
+            f"experiment {experiment.name!r}: method_options names unknown method(s) "
+            f"{', '.join(unknown)}; registered: {', '.join(METHODS)}{hint}"
+        )
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    """What a run directory's ``config.json`` says was asked for: all that a resume needs.
+
+    ``command``: ``"compare"`` or ``"sweep"``; ``experiment``: the settings the runs train
+    under (after ``--epochs``, ``--lr``, ``--schedule``); ``tune``: the ``--tune`` grid
+    (``{}`` without) and ``tune_seeds`` its seeds (``()`` without); ``grid``: a sweep's
+    ``p``, ``pg``, ``tau`` (``None`` for a comparison) and ``matched`` its matched
+    DropConnect.
+    """
+
+    command: str
+    experiment: Experiment
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+    subset: int | None
+    device: str
+    compile: bool
+    tune: dict[str, list[float]]
+    tune_seeds: tuple[int, ...]
+    grid: dict[str, list[float]] | None
+    matched: bool
+    plugins: tuple[str, ...]
+
+
+def saved_run(out: str | Path) -> SavedRun:
+    """The run that ``out/config.json`` describes; :class:`RunDirError` naming the file and
+    the entry when it cannot be read back (``RunFileError`` for a garbled file)."""
+    path = Path(out) / "config.json"
+    config = read_json_file(path)
+    settings = config.get("settings")
+    if not isinstance(settings, dict):
+        raise RunDirError(
+            f"{path} does not record the experiment's settings (an older ddc wrote it); "
+            "resume it with the flags it was started with, or start a new run"
+        )
+    key = "settings"
+    try:
+        experiment = Experiment.from_dict(settings)
+        key = "methods"
+        methods = tuple(str(m) for m in config["methods"])
+        key = "seeds"
+        seeds = tuple(int(x) for x in config["seeds"])
+        key = "tune"
+        tune = config.get("tune") or {}
+        grid = {str(k): [float(v) for v in values] for k, values in tune.get("grid", {}).items()}
+        tuned_on = tuple(int(x) for x in tune.get("seeds", [])) if grid else ()
+        key = "hyperparameters"
+        sweep_grid = config.get("hyperparameters")
+        if sweep_grid is not None:
+            sweep_grid = {str(k): [float(v) for v in values] for k, values in sweep_grid.items()}
+        key = "plugins"
+        plugins = tuple(check_plugin_names(config.get("plugins") or []))
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise RunDirError(
+            f"{path}: its {key} cannot be read back ({type(err).__name__}: {err}); it was not "
+            "written by this ddc, or was edited"
+        ) from err
+    command = config.get("command") or ("compare" if sweep_grid is None else "sweep")
+    return SavedRun(
+        command=str(command),
+        experiment=experiment,
+        methods=methods,
+        seeds=seeds,
+        subset=config.get("subset"),
+        device=str(config.get("device") or "cpu"),
+        compile=bool(config.get("compile", False)),
+        tune=grid,
+        tune_seeds=tuned_on,
+        grid=sweep_grid,
+        matched=bool(config.get("matched", True)) if sweep_grid is not None else True,
+        plugins=plugins,
+    )
+
+
 #: DDC's hyperparameters a sweep may vary: (low, high, high included) as the regularizer has them.
 _GRID_RANGES: dict[str, tuple[float, float, bool]] = {
     "p": (0.0, 1.0, False),
@@ -429,7 +536,7 @@ def check_tune(
                 )
                 raise ValueError(f"--tune {name}={value} is not valid: {name} must be in {bracket}")
     for method in methods:
-        if METHODS[method].kind not in ("ddc", "dropconnect", "ddc-learned"):
+        if not METHOD_KINDS[METHODS[method].kind].weight:
             continue
         base = experiment.method_options.get(method, {}) if experiment else {}
         for point in _points(tune, method):
@@ -640,8 +747,10 @@ def _open_run_dir(out: Path, config: dict[str, Any], resume: bool, experiment: E
         if previous.get("compile", False) != config.get("compile", False):  # older: no key
             changed.append(f"compile: {previous.get('compile', False)} -> {config['compile']}")
         if previous.get("tune") != config.get("tune"):  # older: no key, no tuning
-            old, new = _describe_tune(previous.get("tune")), _describe_tune(config.get("tune"))
+            old, new = _describe_config_tune(previous), _describe_config_tune(config)
             changed.append(f"tune: {old} -> {new}")
+        if _matched(previous) != _matched(config):
+            changed.append(f"matched: {_matched(previous)} -> {_matched(config)}")
         differences = experiment.differences(previous.get("settings") or {})
         if differences:
             changed.append("settings")
@@ -656,15 +765,31 @@ def _open_run_dir(out: Path, config: dict[str, Any], resume: bool, experiment: E
             **config,
             "methods": list(dict.fromkeys(previous["methods"] + config["methods"])),
             "seeds": sorted(set(previous["seeds"]) | set(config["seeds"])),
+            "plugins": list(dict.fromkeys(previous.get("plugins", []) + config["plugins"])),
         }
     atomic_write_json(config_path, config)
 
 
-def _describe_tune(tune: dict[str, Any] | None) -> str:
-    if not tune:
+def _matched(config: dict[str, Any]) -> bool | None:
+    """A sweep's matched DropConnect setting (sweeps written before it was recorded had it
+    on: the default); ``None`` for a comparison."""
+    if config.get("hyperparameters") is None:
+        return None
+    return bool(config.get("matched", True))
+
+
+def describe_tune(grid: dict[str, Sequence[float]] | None, seeds: Sequence[int]) -> str:
+    """``--tune`` as flags, e.g. ``--tune lr=0.01,0.05 on tune seeds [1000]``, or
+    ``no --tune``."""
+    if not grid:
         return "no --tune"
-    flags = " ".join(f"--tune {k}={','.join(map(str, v))}" for k, v in tune["grid"].items())
-    return f"{flags} on tune seeds {tune['seeds']}"
+    flags = " ".join(f"--tune {k}={','.join(map(str, v))}" for k, v in grid.items())
+    return f"{flags} on tune seeds {list(seeds)}"
+
+
+def _describe_config_tune(config: dict[str, Any]) -> str:
+    tune = config.get("tune")
+    return describe_tune(tune["grid"], tune["seeds"]) if tune else describe_tune(None, [])
 
 
 @dataclass(frozen=True)
@@ -679,6 +804,9 @@ class RunOptions:
     log: Callable[[str], None] = print
     jobs: int = 1
     compile: bool = False  # torch.compile every run's training step (part of the run's config)
+    #: Plugin modules (``--plugins``) that register what the runs need: imported by
+    #: :func:`compare` / :func:`sweep`, by every worker process, and recorded in config.json.
+    plugins: tuple[str, ...] = ()
 
 
 def _start(
@@ -689,8 +817,10 @@ def _start(
     options: RunOptions,
     hyperparameters: dict[str, list[float]] | None = None,
     tune: dict[str, Any] | None = None,
+    matched: bool | None = None,
 ) -> None:
     config = {
+        "command": "compare" if hyperparameters is None else "sweep",
         "experiment": experiment.name,
         "settings": experiment.to_dict(),
         "methods": list(methods),
@@ -701,6 +831,8 @@ def _start(
         "hyperparameters": hyperparameters,
         "compile": options.compile,
         "tune": tune,
+        "matched": matched,
+        "plugins": list(options.plugins),
     }
     _open_run_dir(out, config, options.resume, experiment)
 
@@ -756,6 +888,8 @@ def _worker(task: _Task, options: RunOptions, threads: int, conn: Connection) ->
     _die_with_parent()
     torch.set_num_threads(threads)
     try:
+        # A spawned process starts with the built-ins only: import what registered the rest.
+        load_plugins(options.plugins)
         data = _data(task.spec.experiment, task.spec.seed, options)
         result = train_run(task.spec, task.run_dir, data, resume=options.resume, progress=False)
         conn.send(("ok", result))
@@ -835,6 +969,7 @@ def _run_parallel(
         progress=False,
         jobs=1,
         compile=options.compile,
+        plugins=options.plugins,
     )
     pending = list(tasks)
     running: dict[Any, tuple[_Task, Connection]] = {}
@@ -932,6 +1067,8 @@ def compare(
     trained on ``seeds``. ``tune.json`` holds the grid, its scores and the choices.
     """
     options = options or RunOptions()
+    load_plugins(options.plugins)
+    check_experiment(experiment)
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods or len(set(methods)) < len(methods):
         raise ValueError(
@@ -1020,6 +1157,8 @@ def sweep(
     The rows record the choices (``tuned``, ``matched_tuned``); ``tune.json`` the grids.
     """
     options = options or RunOptions()
+    load_plugins(options.plugins)
+    check_experiment(experiment)
     out = Path(out)
     names = ("p", "pg", "tau")
     check_grid(grid, experiment)
@@ -1039,7 +1178,16 @@ def sweep(
     check_out_dir(out)  # before anything is loaded or written
     load_dataset(experiment.dataset, options.data_dir)
     with _signals_interrupt(), lock_run_dir(out, options.log):
-        _start(out, experiment, ["ddc"], seeds, options, full, tune=_tune_config(tune, extra_seeds))
+        _start(
+            out,
+            experiment,
+            ["ddc"],
+            seeds,
+            options,
+            full,
+            tune=_tune_config(tune, extra_seeds),
+            matched=matched,
+        )
         cell_keys = {cell: f"ddc:p{cell[0]}_pg{cell[1]}_tau{cell[2]}" for cell in cells}
         chosen: dict[str, dict[str, float]] = {}
         tune_record: dict[str, Any] = {}
