@@ -416,11 +416,11 @@ def test_the_readme_resume_command_works_as_written(
 
     assert main([*words[1:], "--epochs", "3", "--lr", "0.02", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "--epochs 3: the run has 2" in err and "--lr" not in err.split("(as ")[0]
+    assert "--epochs: 2 -> 3" in err and "--lr" not in err.split("(the run's")[0]
     assert main([*words[1:], "--experiment", "cifar10-vgg", "--compile"]) == 2
     err = capsys.readouterr().err
-    assert "--experiment cifar10-vgg: the run has digits-mlp" in err
-    assert "--compile: the run was started without it" in err
+    assert "--experiment: digits-mlp -> cifar10-vgg" in err
+    assert "--compile: False -> True" in err
     assert main(["sweep", *words[2:]]) == 2
     assert "holds a `ddc compare` run" in capsys.readouterr().err
 
@@ -434,4 +434,4 @@ def test_sweep_resumes_from_its_config(tmp_path: Path, capsys: pytest.CaptureFix
     assert json.loads((out / "sweep.json").read_text()) == rows
     assert not (out / "matched").exists()  # --no-matched came from config.json
     assert main(["sweep", "--out", str(out), "--resume", "--pg", "0.5"]) == 2
-    assert "--pg [0.5]: the run has [0.25, 0.5]" in capsys.readouterr().err
+    assert "--pg: [0.25, 0.5] -> [0.5]" in capsys.readouterr().err

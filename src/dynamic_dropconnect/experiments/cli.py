@@ -472,8 +472,8 @@ def _given(argv: Sequence[str]) -> set[str]:
 def _resume_differences(
     command: str, args: argparse.Namespace, given: set[str], saved: SavedRun
 ) -> list[str]:
-    """``"--flag: run's value -> given value"`` for each flag given that would change the
-    saved run."""
+    """``"--flag: the run's value -> the given value"`` for each flag given that would
+    change the saved run."""
     experiment = saved.experiment
     asked: dict[str, tuple[str, object, object]] = {
         "experiment": ("--experiment", experiment.name, args.experiment),
@@ -489,9 +489,7 @@ def _resume_differences(
             asked[name] = (f"--{name}", saved.grid.get(name), getattr(args, name))
         asked["no_matched"] = ("--no-matched", not saved.matched, args.no_matched)
     out = [
-        f"{flag}: the run was started without it"
-        if new is True and old is False  # a store_true flag
-        else f"{flag} {new}: the run has {old}"
+        f"{flag}: {old} -> {new}"
         for dest, (flag, old, new) in asked.items()
         if dest in given and old != new
     ]
@@ -504,7 +502,7 @@ def _resume_differences(
             except ValueError:
                 seeds = f"{count} seed(s)"
             old = describe_tune(saved.tune, saved.tune_seeds)
-            out.append(f"tune: {old} -> {describe_tune(grid, seeds)}")  # type: ignore[arg-type]
+            out.append(f"--tune: {old} -> {describe_tune(grid, seeds)}")  # type: ignore[arg-type]
     return out
 
 
@@ -528,8 +526,9 @@ def _resolve_run(command: str, args: argparse.Namespace, given: set[str]) -> Non
         if differing:
             raise UsageError(
                 f"--resume of {args.out} with a different configuration: {'; '.join(differing)} "
-                f"(as {args.out / 'config.json'} records it). Leave these flags out to continue "
-                "the run as it was started, or choose another --out"
+                f"(the run's value, as {args.out / 'config.json'} records it -> the given one). "
+                "Leave these flags out to continue the run as it was started, or choose "
+                "another --out"
             )
         args.saved = saved
         args.experiment = saved.experiment.name
