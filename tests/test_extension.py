@@ -419,7 +419,7 @@ def test_the_readme_resume_command_works_as_written(
     assert "--epochs: 2 -> 3" in err and "--lr" not in err.split("(the run's")[0]
     assert main([*words[1:], "--experiment", "cifar10-vgg", "--compile"]) == 2
     err = capsys.readouterr().err
-    assert "--experiment: digits-mlp -> cifar10-vgg" in err
+    assert "--experiment: 'digits-mlp' -> 'cifar10-vgg'" in err
     assert "--compile: False -> True" in err
     assert main(["sweep", *words[2:]]) == 2
     assert "holds a `ddc compare` run" in capsys.readouterr().err

@@ -180,9 +180,10 @@ def test_lr_override_keeps_the_schedule_shape(
         for row in (out / "runs/none/seed0/metrics.csv").read_text().split()[1:]
     ]
     assert max(lrs) == pytest.approx(0.2)
-    # Resuming without the override is another protocol: refused, naming the setting.
-    assert main([*base, "--out", str(out), "--resume"]) == 2
-    assert "lr" in capsys.readouterr().err
+    # Resuming takes the override from config.json; another --lr is refused, naming it.
+    assert main([*base, "--out", str(out), "--resume"]) == 0
+    assert main([*base, "--out", str(out), "--resume", "--lr", "0.1"]) == 2
+    assert "--lr: 0.2 -> 0.1" in capsys.readouterr().err
 
 
 def test_parallel_jobs_match_sequential_and_isolate_failures(tmp_path: Path) -> None:

@@ -489,7 +489,7 @@ def _resume_differences(
             asked[name] = (f"--{name}", saved.grid.get(name), getattr(args, name))
         asked["no_matched"] = ("--no-matched", not saved.matched, args.no_matched)
     out = [
-        f"{flag}: {old} -> {new}"
+        f"{flag}: {old!r} -> {new!r}"
         for dest, (flag, old, new) in asked.items()
         if dest in given and old != new
     ]
@@ -525,7 +525,8 @@ def _resolve_run(command: str, args: argparse.Namespace, given: set[str]) -> Non
         differing = _resume_differences(command, args, given, saved)
         if differing:
             raise UsageError(
-                f"--resume of {args.out} with a different configuration: {'; '.join(differing)} "
+                f"--resume of {args.out} with a different configuration or protocol: "
+                f"{'; '.join(differing)} "
                 f"(the run's value, as {args.out / 'config.json'} records it -> the given one). "
                 "Leave these flags out to continue the run as it was started, or choose "
                 "another --out"
