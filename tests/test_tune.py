@@ -20,6 +20,7 @@ from dynamic_dropconnect.experiments.suite import (
     tune_seeds,
     tuned_names,
 )
+from dynamic_dropconnect.experiments.training import TrainingDivergedError
 
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
@@ -310,3 +311,70 @@ def test_sweep_tunes_cells_and_matched_dropconnect_in_parallel(tmp_path: Path) -
     table = (out / "sweep.md").read_text()
     assert "DDC tuned" in table and "Holm p" in table and "tuned per cell" in table
     assert (out / "plots" / "forest.png").stat().st_size > 1000
+
+
+def test_selection_never_picks_a_diverged_point() -> None:
+    grid = [
+        {"val_acc": math.nan, "val_loss": math.nan},  # a tune seed diverged
+        {"val_acc": 0.40, "val_loss": 1.0},
+    ]
+    assert select_point(grid) == 1
+    with pytest.raises(ValueError, match="diverged"):
+        select_point([{"val_acc": math.nan, "val_loss": math.nan}])
+
+
+def test_a_diverged_tune_point_is_scored_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Too high a learning rate is what a grid is there to find: the point scores NaN, is never
+    chosen, and the evaluation runs go on. A divergence outside tuning still fails the run."""
+    real = suite.train_run
+
+    def diverge_at_high_lr(spec: Any, run_dir: Path, *args: Any, **kwargs: Any) -> Any:
+        if spec.experiment.lr == 0.05 and spec.method == "ddc":
+            raise TrainingDivergedError(f"{run_dir}: training loss is nan in epoch 1")
+        return real(spec, run_dir, *args, **kwargs)
+
+    monkeypatch.setattr(suite, "train_run", diverge_at_high_lr)
+    out = tmp_path / "run"
+    assert main(_args(out, "--tune-seeds", "1")) == 0
+    log = capsys.readouterr().out
+    assert "diverged (never chosen)" in log
+    record = json.loads((out / "tune.json").read_text())["methods"]["ddc"]
+    scores = {entry["label"]: entry["val_acc"] for entry in record["grid"]}
+    assert all(math.isnan(scores[f"lr0.05_p{p}"]) for p in ("0.2", "0.5"))
+    assert record["selected"]["lr"] == 0.01
+    assert (out / "runs" / "ddc" / "seed0" / "result.json").exists()
+
+    # Every point diverged: an error naming the method, and no evaluation run.
+    monkeypatch.setattr(
+        suite,
+        "train_run",
+        lambda spec, run_dir, *a, **k: (_ for _ in ()).throw(TrainingDivergedError("nan")),
+    )
+    with pytest.raises(RuntimeError, match="tuning none: every grid point diverged"):
+        suite.compare(
+            DIGITS.with_epochs(1),
+            ["none"],
+            [0],
+            tmp_path / "all",
+            suite.RunOptions(subset=300, progress=False, log=lambda _: None),
+            tune={"lr": [0.5, 1.0]},
+            tune_seed_count=1,
+        )
+    assert not (tmp_path / "all" / "runs" / "none" / "seed0" / "result.json").exists()
+
+
+def test_a_worker_reports_divergence_apart_from_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiprocessing as mp
+
+    def diverge(*_: Any, **__: Any) -> None:
+        raise TrainingDivergedError("loss is nan in epoch 3")
+
+    monkeypatch.setattr(suite, "train_run", diverge)
+    monkeypatch.setattr(suite, "_data", lambda *a: None)
+    monkeypatch.setattr(suite, "_die_with_parent", lambda: None)  # pytest is no worker
+    task = suite._Task(suite.RunSpec(DIGITS, "none", 0), Path("unused"))
+    receive, send = mp.Pipe(duplex=False)
+    suite._worker(task, suite.RunOptions(progress=False), 1, send)
+    assert receive.recv() == ("diverged", "loss is nan in epoch 3")

@@ -67,7 +67,7 @@ from .report import (
     plot_sweep_heatmap,
     write_report,
 )
-from .training import PreparedData, RunSpec, prepare_data, train_run
+from .training import PreparedData, RunSpec, TrainingDivergedError, prepare_data, train_run
 
 __all__ = [
     "TUNE_NAMES",
@@ -475,6 +475,8 @@ TUNE_SCORE = (
     "mean over the tune seeds of the best validation accuracy (best_val_acc); ties broken by "
     "the lower mean validation loss at that epoch, then by grid order"
 )
+#: The key of a tune run's result that marks it diverged (non-finite loss): scored NaN.
+DIVERGED = "diverged"
 #: The keys of a run's result that selection may read: validation only, never test.
 _VAL_KEYS = ("best_val_acc", "best_val_epoch")
 
@@ -592,7 +594,10 @@ def _evaluation_experiment(
 
 def _validation_score(result: dict[str, Any], run_dir: Path) -> dict[str, float]:
     """A tune run's score from validation numbers only: its best validation accuracy and the
-    validation loss at that epoch (NaN when metrics.csv lacks it). Test keys are never read."""
+    validation loss at that epoch (NaN when metrics.csv lacks it). Test keys are never read.
+    A run that diverged (:data:`DIVERGED`) scores NaN: its point can never be chosen."""
+    if DIVERGED in result:
+        return {"val_acc": math.nan, "val_loss": math.nan}
     val = {k: result[k] for k in _VAL_KEYS}
     columns = load_metrics(run_dir / "metrics.csv")
     loss = math.nan
@@ -605,15 +610,31 @@ def _validation_score(result: dict[str, Any], run_dir: Path) -> dict[str, float]
 
 def select_point(grid: Sequence[dict[str, Any]]) -> int:
     """Index of the best grid entry (``{"val_acc", "val_loss"}`` means over tune seeds):
-    highest ``val_acc``, then lowest ``val_loss`` (NaN counts as worst), then the first."""
+    highest ``val_acc``, then lowest ``val_loss`` (NaN counts as worst), then the first. A
+    point with NaN ``val_acc`` (a tune seed diverged) is never chosen; ``ValueError`` when no
+    point has a finite score."""
     if not grid:
         raise ValueError("select_point: the grid is empty")
+    if not any(math.isfinite(entry["val_acc"]) for entry in grid):
+        raise ValueError("select_point: every grid point diverged or has no score")
 
     def key(i: int) -> tuple[float, float, int]:
-        loss = grid[i]["val_loss"]
-        return (grid[i]["val_acc"], -loss if math.isfinite(loss) else -math.inf, -i)
+        acc, loss = grid[i]["val_acc"], grid[i]["val_loss"]
+        acc = acc if math.isfinite(acc) else -math.inf
+        return (acc, -loss if math.isfinite(loss) else -math.inf, -i)
 
     return max(range(len(grid)), key=key)
+
+
+def _select(key: str, grid: Sequence[dict[str, Any]]) -> int:
+    """:func:`select_point`, with an error naming the method when every point diverged."""
+    try:
+        return select_point(grid)
+    except ValueError:
+        labels = ", ".join(entry["label"] for entry in grid)
+        raise RuntimeError(
+            f"tuning {key}: every grid point diverged ({labels}); tune over lower values"
+        ) from None
 
 
 def _tune(
@@ -699,7 +720,7 @@ def _tune(
         record[key] = {
             "names": [n for n in tune if n in tuned_names(key.split(":")[0])],
             "grid": grid,
-            "selected": grid[select_point(grid)]["point"] if grid else {},
+            "selected": grid[_select(key, grid)]["point"] if grid else {},
         }
     return record
 
@@ -893,6 +914,8 @@ def _worker(task: _Task, options: RunOptions, threads: int, conn: Connection) ->
         data = _data(task.spec.experiment, task.spec.seed, options)
         result = train_run(task.spec, task.run_dir, data, resume=options.resume, progress=False)
         conn.send(("ok", result))
+    except TrainingDivergedError as diverged:  # an outcome of a tune point, see _execute
+        conn.send(("diverged", str(diverged)))
     except BaseException:  # reported to the parent, which goes on with the other runs
         conn.send(("error", traceback.format_exc()))
     finally:
@@ -903,10 +926,23 @@ def _execute(
     tasks: Sequence[_Task], options: RunOptions, phase: str = ""
 ) -> dict[Path, dict[str, Any]]:
     """Run ``tasks`` (``options.jobs`` at a time); results by run dir, failures raised last.
-    In the ``"tune"`` phase only validation numbers are logged."""
+    In the ``"tune"`` phase only validation numbers are logged, and a run whose loss became
+    non-finite is an outcome, not a failure: its result is ``{DIVERGED: message}`` (too high a
+    learning rate is what a grid is there to find); elsewhere it fails like any error."""
     _check_jobs(options.jobs, len(tasks))
     results: dict[Path, dict[str, Any]] = {}
     failures: dict[str, str] = {}
+
+    def diverged(task: _Task, message: str) -> None:
+        if phase != "tune":
+            failures[str(task.run_dir)] = message
+            options.log(f"{task.run_dir}: FAILED\n{message}")
+            return
+        results[task.run_dir] = {DIVERGED: message}
+        options.log(
+            f"tune {task.run_dir.parent.name} {task.spec.method:>18} "
+            f"seed {task.spec.seed}: diverged (never chosen)"
+        )
 
     def finished(task: _Task, result: dict[str, Any]) -> None:
         results[task.run_dir] = result
@@ -939,13 +975,16 @@ def _execute(
                 )
             except DatasetError:
                 raise  # missing or corrupt data fails every run alike: say it once
+            except TrainingDivergedError as error:
+                diverged(task, str(error))
+                continue
             except Exception:
                 failures[str(task.run_dir)] = traceback.format_exc()
                 options.log(f"{task.run_dir}: FAILED\n{failures[str(task.run_dir)]}")
                 continue
             finished(task, result)
     else:
-        _run_parallel(tasks, options, finished, failures)
+        _run_parallel(tasks, options, finished, failures, diverged)
     if failures:
         raise RunsFailedError(failures)
     return results
@@ -956,6 +995,7 @@ def _run_parallel(
     options: RunOptions,
     finished: Callable[[_Task, dict[str, Any]], None],
     failures: dict[str, str],
+    diverged: Callable[[_Task, str], None],
 ) -> None:
     """At most ``options.jobs`` spawned processes, one per run, threads split between them."""
     context = mp.get_context("spawn")  # fork after OpenMP threads started can deadlock
@@ -974,7 +1014,17 @@ def _run_parallel(
     pending = list(tasks)
     running: dict[Any, tuple[_Task, Connection]] = {}
     try:
-        _drive(pending, running, context, worker_options, threads, options, finished, failures)
+        _drive(
+            pending,
+            running,
+            context,
+            worker_options,
+            threads,
+            options,
+            finished,
+            failures,
+            diverged,
+        )
     except BaseException:  # a signal (Interrupted), or an error of the parent itself
         _stop(running, options.log)
         raise
@@ -1008,6 +1058,7 @@ def _drive(
     options: RunOptions,
     finished: Callable[[_Task, dict[str, Any]], None],
     failures: dict[str, str],
+    diverged: Callable[[_Task, str], None],
 ) -> None:
     """Start workers while there is room, collect the ones that ended, until all are done."""
     while pending or running:
@@ -1036,6 +1087,8 @@ def _drive(
             receive.close()
             if message is not None and message[0] == "ok":
                 finished(task, message[1])
+            elif message is not None and message[0] == "diverged":
+                diverged(task, message[1])
             else:
                 reason = message[1] if message else f"process exited with code {process.exitcode}"
                 failures[str(task.run_dir)] = reason
