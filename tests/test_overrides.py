@@ -13,7 +13,6 @@ from dynamic_dropconnect.experiments.overrides import (
     ConfigError,
     apply_overrides,
     describe,
-    format_header,
     load_config_file,
     method_option_names,
     model_option_names,
@@ -400,14 +399,79 @@ def test_describe_is_json_safe_and_header_shows_the_settings(tmp_path: Path) -> 
     assert record["settings"] == resolved.experiment.to_dict()
     assert record["overrides"]["ddc.p_max"] is None
     assert record["override_sources"]["ddc.p_max"] == "--set"
-    header = format_header({**record, "subset": 500})
-    assert "- experiment: mnist-simplecnn1 (overridden: epochs=10 [" in header
-    assert "- training: 10 epochs (warmup 2), peak lr 0.01, authors schedule" in header
-    assert "- optimizer: sgd (momentum 0.8), weight decay 0.0005, batch size 128" in header
-    assert "- subset: 500 examples per split" in header
-    assert "- method options: ddc: p=0.2, p_max=None" in header
-    assert "- model options: variant=cifar10" in header
-    # a config.json of before this module: no overrides, still a header
-    old = {"experiment": "digits-mlp", "settings": get_experiment("digits-mlp").to_dict()}
-    assert format_header(old).startswith("- experiment: digits-mlp\n- training: 40 epochs")
     assert describe(MNIST)["overrides"] == {}
+
+
+# --- through the CLI: ddc compare --config FILE --set KEY=VALUE -----------------------------
+
+_RUN_TOML = """\
+experiment = "digits-mlp"
+epochs = 1
+[optimizer]
+weight_decay = 0.0
+[methods.ddc]
+p = 0.2
+[run]
+methods = ["none", "ddc"]
+seeds = 1
+subset = 300
+"""
+
+
+def test_cli_config_and_set_are_applied_recorded_and_resumed(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    from dynamic_dropconnect.experiments.cli import main
+
+    config = _write(tmp_path, _RUN_TOML)
+    out = tmp_path / "run"
+    args = ["compare", "--config", str(config), "--out", str(out), "--quiet"]
+    assert main([*args, "--set", "ddc.pg=0.6", "--set", "lr=0.1", "--methods", "ddc"]) == 0
+    capsys.readouterr()
+    record = json.loads((out / "config.json").read_text())
+    # [run] gave seeds and subset; the --methods flag beat the file's methods.
+    assert record["methods"] == ["ddc"] and record["seeds"] == [0] and record["subset"] == 300
+    assert record["settings"]["method_options"] == {"ddc": {"p": 0.2, "pg": 0.6}}
+    assert record["settings"]["lr"] == 0.1 and record["settings"]["weight_decay"] == 0.0
+    assert record["override_sources"] == {
+        "epochs": str(config),
+        "weight_decay": str(config),
+        "ddc.p": str(config),
+        "ddc.pg": "--set",
+        "lr": "--set",
+    }
+    result = json.loads((out / "runs/ddc/seed0/result.json").read_text())
+    assert result["settings"]["method_options"]["ddc"] == {"p": 0.2, "pg": 0.6}  # trained so
+    header = (out / "results.md").read_text().split("| method |")[0]
+    assert "**overridden**: " in header and "ddc.pg=0.6 (--set)" in header
+
+    # --resume alone continues the recorded run and keeps the provenance; another --set is
+    # refused naming what it would change, before anything is written.
+    assert main(["compare", "--out", str(out), "--resume", "--quiet"]) == 0
+    assert json.loads((out / "config.json").read_text())["overrides"] == record["overrides"]
+    capsys.readouterr()
+    assert main(["compare", "--out", str(out), "--resume", "--set", "ddc.p=0.3"]) == 2
+    err = capsys.readouterr().err
+    assert "--config/--set method_options" in err and "'p': 0.3" in err
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("ddc.pgg=1", "unknown option 'pgg' of method 'ddc'"),
+        ("epoch=3", "unknown key 'epoch' (did you mean 'epochs'?)"),
+        ("optimizer=rmsprop", "optimizer='rmsprop'"),
+        ("lr", "--set"),
+    ],
+)
+def test_cli_bad_set_is_an_error_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture, item: str, expected: str
+) -> None:
+    from dynamic_dropconnect.experiments.cli import main
+
+    out = tmp_path / "run"
+    assert main(["compare", "--set", item, "--out", str(out), "--quiet"]) == 2
+    assert expected in capsys.readouterr().err
+    assert not out.exists()

@@ -22,6 +22,7 @@ from .datasets.registry import LOADERS
 from .io import read_json_file
 from .methods import MAIN_METHODS, METHODS
 from .models import MODELS
+from .overrides import ConfigFile, load_config_file, resolve, valid_keys
 from .plugins import load_plugins
 from .schedules import SCHEDULES
 from .suite import (
@@ -41,7 +42,6 @@ from .suite import (
     compare,
     describe_tune,
     saved_run,
-    shortened,
     sweep,
     tune_seeds,
 )
@@ -163,6 +163,23 @@ def _add_run_options(
         default=default(2),
         help=f"seeds per grid point (default 2): {TUNE_SEED_OFFSET}+seed0 on, never the "
         "evaluation seeds",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=default(None),
+        metavar="FILE.toml",
+        help="an experiment file: any experiment field, [optimizer], [model], [methods.NAME] "
+        "options and a [run] table (methods, seeds, seed0, subset, jobs, compile); flags "
+        "given on the command line win (docs/suite.md)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=default(None),
+        metavar="KEY=VALUE",
+        help="override one setting, after --config and the flags (repeatable; e.g. "
+        f"ddc.p=0.2, optimizer.weight_decay=0); keys: {', '.join(valid_keys())}",
     )
     _add_plugins_option(parser, default)
 
@@ -493,6 +510,12 @@ def _resume_differences(
         for dest, (flag, old, new) in asked.items()
         if dest in given and old != new
     ]
+    if "config" in given or "set" in given:
+        changed = resolve(experiment, args.config_file, args.set or []).experiment
+        out += [
+            f"--config/--set {key}: {old!r} -> {new!r}"
+            for key, (old, new) in changed.differences(experiment.to_dict()).items()
+        ]
     if "tune" in given or "tune_seeds" in given:
         grid = _tune_grid(args) if "tune" in given else saved.tune
         count = args.tune_seeds if "tune_seeds" in given else len(saved.tune_seeds) or 2
@@ -512,6 +535,13 @@ def _resolve_run(command: str, args: argparse.Namespace, given: set[str]) -> Non
     are a UsageError naming them). Sets ``args.saved`` and ``args.seed_list``."""
     args.plugins = load_plugins(args.plugins)
     args.saved = None
+    args.config_file = load_config_file(args.config) if args.config else None
+    if args.config_file is not None:
+        if args.config_file.experiment and "experiment" not in given:
+            args.experiment = args.config_file.experiment
+        for key, value in args.config_file.run.items():  # the file's [run]: below the flags
+            if key not in given:
+                setattr(args, key, value)
     if args.resume and args.out is None:
         raise UsageError("--resume needs --out DIR: the run directory to continue")
     if args.resume and check_out_dir(args.out):
@@ -560,23 +590,32 @@ def _load_run_plugins(run_dir: Path) -> None:
     load_plugins(plugins or [])
 
 
-def _experiment(args: argparse.Namespace) -> Experiment:
-    """The chosen experiment with ``--epochs``/``--lr``/``--schedule`` applied; says what
-    changed."""
-    full = get_experiment(args.experiment)
-    experiment = shortened(full, args.epochs)
-    if args.lr is not None:
-        experiment = experiment.with_lr(args.lr)
+def _experiment(args: argparse.Namespace) -> tuple[Experiment, dict[str, object]]:
+    """The chosen experiment with ``--config``, ``--epochs``/``--lr``/``--schedule`` and
+    ``--set`` applied (in that order; see :func:`.overrides.resolve`), and what config.json
+    records of them; says what changed."""
+    config: ConfigFile | None = args.config_file
+    resolved = resolve(
+        args.experiment,
+        config,
+        args.set or [],
+        flags={"epochs": args.epochs, "lr": args.lr, "schedule": args.schedule},
+    )
+    full, experiment = get_experiment(args.experiment), resolved.experiment
+    if experiment.lr != full.lr:
         print(f"{full.name}: peak lr {experiment.lr:g} instead of the experiment's {full.lr:g}")
-    if args.schedule is not None:
-        experiment = experiment.with_schedule(args.schedule)
     if experiment.epochs != full.epochs:
         print(
             f"{full.name}: {experiment.epochs} of the experiment's {full.epochs} epochs; "
-            f"warmup scaled {full.warmup} -> {experiment.warmup}, same schedule shape"
+            f"warmup {full.warmup} -> {experiment.warmup}, same schedule shape"
         )
+    others = {k: v for k, v in resolved.overrides.items() if k not in ("lr", "epochs")}
+    if others:
+        print(f"{full.name}: " + ", ".join(f"{k}={v!r}" for k, v in others.items()))
     print(f"{full.name}: {experiment.describe_schedule()}")
-    return experiment
+    described = resolved.describe()
+    record = {k: described[k] for k in ("base_experiment", "overrides", "override_sources")}
+    return experiment, record
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -595,6 +634,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _load_run_plugins(args.run_dir)
         _validate(command, args)
         if command in ("compare", "sweep"):
+            record: dict[str, object] = {}
             if args.saved is not None:
                 experiment = args.saved.experiment
                 print(
@@ -602,7 +642,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{args.out / 'config.json'} records; {experiment.describe_schedule()}"
                 )
             else:
-                experiment = _experiment(args)
+                experiment, record = _experiment(args)
             options = RunOptions(
                 device=args.device,
                 data_dir=args.data_dir,
@@ -623,6 +663,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 options,
                 tune=_tune_grid(args),
                 tune_seed_count=args.tune_seeds,
+                record=record,
             )
             print(path.read_text())
             print(f"Written: {path}")
@@ -638,6 +679,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 matched=not args.no_matched,
                 tune=_tune_grid(args),
                 tune_seed_count=args.tune_seeds,
+                record=record,
             )
             print((path.parent / "sweep.md").read_text())
             print(f"Written: {path}, sweep.md and heatmaps in {path.parent / 'plots'}")

@@ -56,7 +56,7 @@ Resolving everything at once::
     config = load_config_file("run.toml")
     resolved = resolve(None, config, sets=["ddc.p=0.2"])
     resolved.experiment.method_options["ddc"]  # {'p': 0.2}
-    resolved.describe()  # for config.json; format_header(config_json) for results.md
+    resolved.describe()  # for config.json; report.format_header shows it in results.md
 """
 
 from __future__ import annotations
@@ -97,7 +97,6 @@ __all__ = [
     "Resolved",
     "apply_overrides",
     "describe",
-    "format_header",
     "load_config_file",
     "method_option_names",
     "model_option_names",
@@ -770,63 +769,3 @@ def describe(
         "override_sources": {k: (sources or {}).get(k, "overrides") for k in overrides},
     }
     return out
-
-
-def _options_text(options: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in options.items())
-
-
-def format_header(config: Mapping[str, Any]) -> str:
-    """The top of results.md from a config.json dict (``describe`` keys plus the run's
-    ``subset``, ``methods``, ``seeds``): what was run and what was overridden. Keys an older
-    config.json lacks are left out.
-
-    >>> from dynamic_dropconnect.experiments.config import get_experiment
-    >>> e = apply_overrides(get_experiment("digits-mlp"), {"epochs": 8, "ddc.p": 0.2})
-    >>> print(format_header({**describe(e, {"epochs": 8, "ddc.p": 0.2}), "subset": 500}))
-    - experiment: digits-mlp (overridden: epochs=8, ddc.p=0.2)
-    - training: 8 epochs (warmup 1), peak lr 0.05, cosine schedule (min lr 0.001)
-    - optimizer: sgd (momentum 0.9), weight decay 0.0005, batch size 128
-    - subset: 500 examples per split
-    - method options: ddc: p=0.2
-    """
-    settings = config.get("settings") or {}
-    name = config.get("experiment", "?")
-    overrides = config.get("overrides") or {}
-    sources = config.get("override_sources") or {}
-    line = f"- experiment: {name}"
-    base = config.get("base_experiment")
-    details = []
-    if base and base != name:
-        details.append(f"based on {base}")
-    if overrides:
-        shown = [
-            f"{k}={v}" + (f" [{sources[k]}]" if sources.get(k, "overrides") != "overrides" else "")
-            for k, v in overrides.items()
-        ]
-        details.append(f"overridden: {', '.join(shown)}")
-    lines = [line + (f" ({'; '.join(details)})" if details else "")]
-    if settings:
-        optimizer = settings.get("optimizer", "sgd")
-        momentum = f" (momentum {settings['momentum']:g})" if optimizer == "sgd" else ""
-        lines.append(
-            f"- training: {settings['epochs']} epochs (warmup {settings['warmup']}), "
-            f"peak lr {settings['lr']:g}, {settings['schedule']} schedule "
-            f"(min lr {settings['min_lr']:g})"
-        )
-        lines.append(
-            f"- optimizer: {optimizer}{momentum}, weight decay {settings['weight_decay']:g}, "
-            f"batch size {settings['batch_size']}"
-        )
-    if "subset" in config:
-        subset = config["subset"]
-        lines.append(
-            "- subset: all examples" if subset is None else f"- subset: {subset} examples per split"
-        )
-    if settings.get("model_options"):
-        lines.append(f"- model options: {_options_text(settings['model_options'])}")
-    method_options = settings.get("method_options") or {}
-    if method_options:
-        shown = "; ".join(f"{m}: {_options_text(o)}" for m, o in method_options.items())
-        lines.append(f"- method options: {shown}")
-    return "\n".join(lines)

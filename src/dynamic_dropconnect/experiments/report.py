@@ -671,6 +671,16 @@ def format_header(config: dict[str, Any], chance: tuple[float, int] | None = Non
         lines.append(
             f"- **experiment**: {name}" + (f" ({', '.join(about)}{source})" if about else "")
         )
+        overrides = config.get("overrides") or {}
+        if overrides:  # --config / --set (see .overrides), each with where it came from
+            sources = config.get("override_sources") or {}
+            lines.append(
+                "- **overridden**: "
+                + ", ".join(
+                    f"{k}={v!r}" + (f" ({sources[k]})" if k in sources else "")
+                    for k, v in overrides.items()
+                )
+            )
     run = []
     if "epochs" in config:
         run.append(f"**epochs**: {config['epochs']}")

@@ -41,7 +41,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import product
 from multiprocessing.connection import Connection
@@ -783,6 +783,7 @@ def _open_run_dir(out: Path, config: dict[str, Any], resume: bool, experiment: E
                 + f") than {config_path}; resume with the same options or choose another --out"
             )
         config = {
+            **previous,  # keys this call does not set (e.g. --set provenance) are kept
             **config,
             "methods": list(dict.fromkeys(previous["methods"] + config["methods"])),
             "seeds": sorted(set(previous["seeds"]) | set(config["seeds"])),
@@ -839,8 +840,10 @@ def _start(
     hyperparameters: dict[str, list[float]] | None = None,
     tune: dict[str, Any] | None = None,
     matched: bool | None = None,
+    record: Mapping[str, Any] | None = None,
 ) -> None:
     config = {
+        **(record or {}),
         "command": "compare" if hyperparameters is None else "sweep",
         "experiment": experiment.name,
         "settings": experiment.to_dict(),
@@ -1105,6 +1108,7 @@ def compare(
     *,
     tune: dict[str, Sequence[float]] | None = None,
     tune_seed_count: int = 2,
+    record: Mapping[str, Any] | None = None,
 ) -> Path:
     """Train every method × seed of ``experiment`` into ``out`` and write the report.
 
@@ -1118,6 +1122,9 @@ def compare(
     of its own (:func:`tune_seeds`, disjoint from ``seeds``) under ``out/tune/``; the point
     with the best validation score (:data:`TUNE_SCORE`; the test split is never read) is then
     trained on ``seeds``. ``tune.json`` holds the grid, its scores and the choices.
+
+    ``record``: more keys for config.json (the CLI's ``--config``/``--set`` provenance, see
+    :func:`.overrides.describe`); kept when the run is resumed without them.
     """
     options = options or RunOptions()
     load_plugins(options.plugins)
@@ -1140,7 +1147,15 @@ def compare(
     check_out_dir(out)  # before anything is loaded or written
     load_dataset(experiment.dataset, options.data_dir)  # missing data: one error, nothing written
     with _signals_interrupt(), lock_run_dir(out, options.log):
-        _start(out, experiment, methods, seeds, options, tune=_tune_config(tune, extra_seeds))
+        _start(
+            out,
+            experiment,
+            methods,
+            seeds,
+            options,
+            tune=_tune_config(tune, extra_seeds),
+            record=record,
+        )
         chosen: dict[str, dict[str, float]] = {}
         if tune:
             record = _tune(out, experiment, methods, tune, extra_seeds, options)
@@ -1194,6 +1209,7 @@ def sweep(
     matched: bool = True,
     tune: dict[str, Sequence[float]] | None = None,
     tune_seed_count: int = 2,
+    record: Mapping[str, Any] | None = None,
 ) -> Path:
     """Grid over DDC's ``p``, ``pg``, ``tau``; writes ``sweep.json``, ``sweep.md`` and heatmaps.
 
@@ -1208,6 +1224,7 @@ def sweep(
     :func:`compare`; under ``out/tune/ddc/<cell>/`` and ``out/tune/matched/<dropconnect>/``)
     and is evaluated at the point best on validation: each side of a gain gets the same budget.
     The rows record the choices (``tuned``, ``matched_tuned``); ``tune.json`` the grids.
+    ``record``: more keys for config.json, as in :func:`compare`.
     """
     options = options or RunOptions()
     load_plugins(options.plugins)
@@ -1240,6 +1257,7 @@ def sweep(
             full,
             tune=_tune_config(tune, extra_seeds),
             matched=matched,
+            record=record,
         )
         cell_keys = {cell: f"ddc:p{cell[0]}_pg{cell[1]}_tau{cell[2]}" for cell in cells}
         chosen: dict[str, dict[str, float]] = {}
