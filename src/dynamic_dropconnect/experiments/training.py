@@ -54,6 +54,7 @@ __all__ = [
     "ProtocolMismatchError",
     "RunSpec",
     "TrainingDivergedError",
+    "model_inputs",
     "prepare_data",
     "read_mask_variance",
     "train_run",
@@ -176,14 +177,15 @@ def build(spec: RunSpec, data: PreparedData) -> nn.Module:
     return model.to(spec.device)
 
 
-def _inputs(
+def model_inputs(
     x: Tensor,
     data: PreparedData,
     experiment: Experiment,
     augment_with: torch.Generator | None = None,
 ) -> Tensor:
     """Normalised float inputs; augmented when a generator is given (training batches).
-    Token ids (``data.vocab_size`` set) pass through unchanged."""
+    Token ids (``data.vocab_size`` set) pass through unchanged. The evaluations of trained
+    runs (uncertainty, robustness) feed their test images through it too."""
     if data.vocab_size is not None:
         return x
     out = normalize(x, data.mean, data.std)
@@ -199,6 +201,9 @@ def _inputs(
     if experiment.image_size is not None:
         out = resize(out, experiment.image_size)
     return out
+
+
+_inputs = model_inputs  # the name training's own callers use
 
 
 def uses_channels_last(spec: RunSpec, model: nn.Module, data: PreparedData) -> bool:
