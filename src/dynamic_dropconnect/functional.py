@@ -3,7 +3,8 @@
 Every regularizer module in this package is a thin holder of hyperparameters around these
 functions (the layout of ``timm.layers.drop``). The maths follows Yang & Chen, "Dynamic
 DropConnect: Enhancing Neural Network Robustness through Adaptive Edge Dropping Strategies"
-(arXiv 2502.19948) and the behaviour of the authors' code, as fixed in ``SPEC.md`` section 2.
+(arXiv 2502.19948) and the behaviour of the authors' code, as ``docs/method.md`` states it
+(sections "The formula" and "What follows the authors' code").
 
 For one weight tensor ``W`` with gradient ``g`` (of the loss w.r.t. the effective weight)::
 

@@ -1,4 +1,5 @@
-"""A learned gradient-to-drop-rate model: the paper's proposed next step (SPEC section 5, OQ1).
+"""A learned gradient-to-drop-rate model: the paper's proposed next step (``docs/method.md``,
+"The learned rate model").
 
 DDC fixes the map from an edge's gradient to its drop rate
 (``p + pg * q * [q > tau]``, ``q = 1 - sigmoid(z)``). :class:`LearnedDropConnect` learns it:
