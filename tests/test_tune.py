@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from dynamic_dropconnect.experiments import suite
+from dynamic_dropconnect.experiments import execution, suite
 from dynamic_dropconnect.experiments.cli import main
 from dynamic_dropconnect.experiments.config import get_experiment
 from dynamic_dropconnect.experiments.suite import (
@@ -59,7 +59,9 @@ def test_grid_errors_name_the_bad_value() -> None:
 
 
 def test_grid_points_and_what_they_set() -> None:
-    from dynamic_dropconnect.experiments.suite import _label, _points, _split_point
+    from dynamic_dropconnect.experiments.tuning import grid_points as _points
+    from dynamic_dropconnect.experiments.tuning import point_label as _label
+    from dynamic_dropconnect.experiments.tuning import split_point as _split_point
 
     tune = {"lr": [0.01, 0.1], "weight_decay": [0.0, 1e-4], "p": [0.3]}
     assert _points(tune, "none") == [
@@ -152,7 +154,7 @@ def _args(out: Path, *extra: str) -> list[str]:
 def test_compare_tunes_on_validation_never_test(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    real = suite.train_run
+    real = execution.train_run
     specs: dict[Path, Any] = {}
 
     def spy(spec: Any, run_dir: Path, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -163,7 +165,7 @@ def test_compare_tunes_on_validation_never_test(
             return _ValOnly({k: v for k, v in result.items() if "test" not in k})
         return result
 
-    monkeypatch.setattr(suite, "train_run", spy)
+    monkeypatch.setattr(execution, "train_run", spy)
     out = tmp_path / "run"
     assert main(_args(out)) == 0
     capsys.readouterr()
@@ -328,14 +330,14 @@ def test_a_diverged_tune_point_is_scored_not_fatal(
 ) -> None:
     """Too high a learning rate is what a grid is there to find: the point scores NaN, is never
     chosen, and the evaluation runs go on. A divergence outside tuning still fails the run."""
-    real = suite.train_run
+    real = execution.train_run
 
     def diverge_at_high_lr(spec: Any, run_dir: Path, *args: Any, **kwargs: Any) -> Any:
         if spec.experiment.lr == 0.05 and spec.method == "ddc":
             raise TrainingDivergedError(f"{run_dir}: training loss is nan in epoch 1")
         return real(spec, run_dir, *args, **kwargs)
 
-    monkeypatch.setattr(suite, "train_run", diverge_at_high_lr)
+    monkeypatch.setattr(execution, "train_run", diverge_at_high_lr)
     out = tmp_path / "run"
     assert main(_args(out, "--tune-seeds", "1")) == 0
     log = capsys.readouterr().out
@@ -348,7 +350,7 @@ def test_a_diverged_tune_point_is_scored_not_fatal(
 
     # Every point diverged: an error naming the method, and no evaluation run.
     monkeypatch.setattr(
-        suite,
+        execution,
         "train_run",
         lambda spec, run_dir, *a, **k: (_ for _ in ()).throw(TrainingDivergedError("nan")),
     )
@@ -371,10 +373,10 @@ def test_a_worker_reports_divergence_apart_from_errors(monkeypatch: pytest.Monke
     def diverge(*_: Any, **__: Any) -> None:
         raise TrainingDivergedError("loss is nan in epoch 3")
 
-    monkeypatch.setattr(suite, "train_run", diverge)
-    monkeypatch.setattr(suite, "_data", lambda *a: None)
-    monkeypatch.setattr(suite, "_die_with_parent", lambda: None)  # pytest is no worker
-    task = suite._Task(suite.RunSpec(DIGITS, "none", 0), Path("unused"))
+    monkeypatch.setattr(execution, "train_run", diverge)
+    monkeypatch.setattr(execution, "run_data", lambda *a: None)
+    monkeypatch.setattr(execution, "die_with_parent", lambda: None)  # pytest is no worker
+    task = execution.Task(execution.RunSpec(DIGITS, "none", 0), Path("unused"))
     receive, send = mp.Pipe(duplex=False)
-    suite._worker(task, suite.RunOptions(progress=False), 1, send)
+    execution.worker(task, execution.RunOptions(progress=False), 1, send)
     assert receive.recv() == ("diverged", "loss is nan in epoch 3")
