@@ -168,7 +168,7 @@ def test_alexnet_norb_follows_the_authors_code() -> None:
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_slot_convention(case: tuple[str, int, int, int]) -> None:
     model = make(case).eval()
-    assert model.regularized_layers == ("linear1",)
+    assert model.weight_slots == ("linear1",)
     assert isinstance(model.linear1, nn.Linear)
     for act in model.activation_slots:
         assert type(getattr(model, act)) is nn.ReLU

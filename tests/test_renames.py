@@ -17,6 +17,7 @@ RENAMED = [  # (module, old name, new name)
     ("dynamic_dropconnect.layers", "is_regularized", "is_swapped"),
     ("dynamic_dropconnect.parameters", "regularized_parameters", "hooked_weights"),
     ("dynamic_dropconnect.per_sample", "per_sample_masked_op", "per_example_masked_op"),
+    ("dynamic_dropconnect.experiments.synthetic", "METHODS", "UPDATE_RULES"),
 ]
 
 
@@ -70,3 +71,38 @@ def test_is_regularized_sees_every_mechanism_and_names_one_weight() -> None:
     assert not ddc.is_regularized(model)  # its own weights only, like is_parametrized
     ddc.remove(model)
     assert not any(ddc.is_regularized(m) for m in model.modules())
+
+
+def test_slot_model_regularized_layers_is_weight_slots() -> None:
+    """The experiment models' attribute was renamed: it read like ``ddc.regularized_layers``."""
+    from dynamic_dropconnect.experiments.methods import apply_method
+    from dynamic_dropconnect.experiments.models.layers import SlotModel
+
+    with pytest.warns(DeprecationWarning, match="Old.regularized_layers is deprecated") as record:
+
+        class Old(SlotModel):
+            regularized_layers = ("linear2",)
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.linear1, self.linear2 = nn.Linear(3, 3), nn.Linear(3, 3)
+
+    assert record[0].filename == __file__
+
+    model = Old()
+    assert model.weight_slots == ("linear2",)
+    apply_method(model, "dropconnect", {})
+    assert list(ddc.regularized_layers(model)) == ["linear2"]
+    with pytest.warns(DeprecationWarning, match="regularized_layers is deprecated"):
+        assert SlotModel().regularized_layers == ("linear1",)
+
+    class Plugin(nn.Module):  # not a SlotModel: the old attribute is read, with a warning
+        regularized_layers = ("fc",)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+
+    with pytest.warns(DeprecationWarning, match="name the attribute weight_slots"):
+        apply_method(plugin := Plugin(), "dropconnect", {})
+    assert list(ddc.regularized_layers(plugin)) == ["fc"]

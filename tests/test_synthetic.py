@@ -81,7 +81,7 @@ def test_bad_arguments() -> None:
 
 def test_final_losses_shape() -> None:
     out = syn.final_losses(seeds=(0, 1, 2), epochs=5)
-    assert set(out) == set(syn.METHODS)
+    assert set(out) == set(syn.UPDATE_RULES)
     for method, per_init in out.items():
         assert len(per_init) == len(syn.INITS)
         for stats in per_init.values():
@@ -95,8 +95,8 @@ def test_figure_and_json_written(tmp_path: Path) -> None:
     result = syn.run_synthetic(tmp_path / "out", seed=0)
     assert (tmp_path / "out" / "figure1.png").read_bytes()[:8] == PNG_MAGIC
     on_disk = json.loads((tmp_path / "out" / "synthetic.json").read_text())
-    assert set(on_disk["losses"]) == set(syn.METHODS)
+    assert set(on_disk["losses"]) == set(syn.UPDATE_RULES)
     assert on_disk["protocol"]["mask_seeds"] == list(range(syn.N_MASK_SEEDS))
     for key, check in result["checks"].items():
-        assert sorted(check["ranking_by_final_loss"]) == sorted(syn.METHODS)
+        assert sorted(check["ranking_by_final_loss"]) == sorted(syn.UPDATE_RULES)
         assert on_disk["checks"][key] == check

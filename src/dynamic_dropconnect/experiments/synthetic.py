@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checks import renamed_attribute
 from ..functional import ddc_drop_probabilities, rescale_factor, sample_keep_mask
 from .io import atomic_write, atomic_write_json
 
@@ -47,9 +48,9 @@ __all__ = [
     "FEATURE_SCALES",
     "INITS",
     "MARKER_EPOCHS",
-    "METHODS",
     "NOISE",
     "N_POINTS",
+    "UPDATE_RULES",
     "W_TRUE",
     "SyntheticData",
     "final_losses",
@@ -62,8 +63,16 @@ __all__ = [
     "simulate",
 ]
 
-#: Update rules, in plotting order.
-METHODS: tuple[str, ...] = ("none", "ddc", "ddc-big-gradient", "dropconnect")
+#: Update rules, in plotting order (not the suite's training methods, ``methods.METHODS``).
+UPDATE_RULES: tuple[str, ...] = ("none", "ddc", "ddc-big-gradient", "dropconnect")
+#: Deprecated names, still read through the module ``__getattr__``.
+_RENAMED = {"METHODS": "UPDATE_RULES"}
+
+
+def __getattr__(name: str) -> Any:
+    return renamed_attribute(__name__, name, _RENAMED, globals())
+
+
 LABELS: dict[str, str] = {
     "none": "no dropping",
     "ddc": "DDC: drop small gradient",
@@ -151,7 +160,7 @@ def simulate(
     """The weight path of one update rule: an ``(epochs + 1, 2)`` array, row 0 is ``init``.
 
     Args:
-        method: one of :data:`METHODS`.
+        method: one of :data:`UPDATE_RULES`.
         init: initial weights ``(w1, w2)``.
         epochs: number of full-batch gradient steps.
         lr: fixed learning rate.
@@ -164,8 +173,10 @@ def simulate(
     weight; base rate ``p`` before any), mask ``M ~ Bernoulli(1 - p_ij)``, ``W_eff = W * M / k``
     with ``k`` the kept fraction, ``g = dL/dW_eff`` and the dense update ``W <- W - lr * g``.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
+    if method not in UPDATE_RULES:
+        raise ValueError(
+            f"method must be one of {', '.join(map(repr, UPDATE_RULES))}, got {method!r}"
+        )
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     data = make_data() if data is None else data
@@ -205,7 +216,7 @@ def loss_curve(method: str, init: Sequence[float], **kwargs: Any) -> np.ndarray:
 def final_losses(
     inits: Sequence[Sequence[float]] = INITS,
     *,
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] = UPDATE_RULES,
     seeds: Sequence[int] = tuple(range(N_MASK_SEEDS)),
     epochs: int = EPOCHS,
     lr: float = LR,
@@ -291,7 +302,7 @@ def plot_figure1(
     data = make_data()
     paths = {
         (m, _init_key(i)): simulate(m, i, epochs, lr, seed, data=data)
-        for m in METHODS
+        for m in UPDATE_RULES
         for i in inits
     }
     if curves is None:
@@ -303,7 +314,7 @@ def plot_figure1(
     fig, axes = plt.subplots(1, len(inits) + 1, figsize=(5.2 * (len(inits) + 1), 4.6))
     for ax, init in zip(axes[:-1], inits, strict=True):
         key = _init_key(init)
-        pts = np.concatenate([paths[(m, key)] for m in METHODS] + [optimum[None]])
+        pts = np.concatenate([paths[(m, key)] for m in UPDATE_RULES] + [optimum[None]])
         lo, hi = pts.min(axis=0), pts.max(axis=0)
         pad = 0.15 * np.maximum(hi - lo, 1.0)
         g1 = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 200)
@@ -313,7 +324,7 @@ def plot_figure1(
         levels = np.quantile(loss, np.linspace(0.0, 0.95, 14) ** 2)
         ax.contour(g1, g2, loss, levels=np.unique(levels), colors="0.65", linewidths=0.7)
         ax.plot(*optimum, marker="*", color="gold", markeredgecolor="k", markersize=14, zorder=5)
-        for m in METHODS:
+        for m in UPDATE_RULES:
             xy = paths[(m, key)]
             ax.plot(xy[:, 0], xy[:, 1], "-", color=COLORS[m], lw=1.4, label=LABELS[m], alpha=0.9)
             ax.plot(*xy[0], "o", color="k", markersize=5)
@@ -337,7 +348,7 @@ def plot_figure1(
     axes[0].legend(fontsize=8, loc="best")
     ax = axes[-1]
     best = float(mse(data, optimum))
-    for m in METHODS:
+    for m in UPDATE_RULES:
         for i, init in enumerate(inits):
             c = np.asarray(curves[m][_init_key(init)]["curve_mean"])
             ax.plot(
@@ -376,13 +387,13 @@ def run_synthetic(out_dir: str | Path, seed: int = 0) -> dict[str, Any]:
     checks: dict[str, dict[str, Any]] = {}
     for init in INITS:
         key = _init_key(init)
-        final = {m: stats[m][key]["final_mean"] for m in METHODS}
-        auc = {m: stats[m][key]["auc_mean"] for m in METHODS}
-        median = {m: stats[m][key]["final_median"] for m in METHODS}
+        final = {m: stats[m][key]["final_mean"] for m in UPDATE_RULES}
+        auc = {m: stats[m][key]["auc_mean"] for m in UPDATE_RULES}
+        median = {m: stats[m][key]["final_median"] for m in UPDATE_RULES}
         checks[key] = {
-            "ranking_by_final_loss": sorted(METHODS, key=final.__getitem__),
-            "ranking_by_median_final_loss": sorted(METHODS, key=median.__getitem__),
-            "ranking_by_mean_loss_over_epochs": sorted(METHODS, key=auc.__getitem__),
+            "ranking_by_final_loss": sorted(UPDATE_RULES, key=final.__getitem__),
+            "ranking_by_median_final_loss": sorted(UPDATE_RULES, key=median.__getitem__),
+            "ranking_by_mean_loss_over_epochs": sorted(UPDATE_RULES, key=auc.__getitem__),
             "ddc_final_below_big_gradient": final["ddc"] < final["ddc-big-gradient"],
             "ddc_final_below_dropconnect": final["ddc"] < final["dropconnect"],
             "ddc_final_below_none": final["ddc"] < final["none"],

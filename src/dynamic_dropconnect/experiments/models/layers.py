@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+import warnings
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ...checks import warn_deprecated
 
 __all__ = ["LocallyConnected2d", "SlotModel", "pair"]
 
@@ -30,14 +33,33 @@ class SlotModel(nn.Module):
     ``drop2``.
 
     Class attributes:
-        regularized_layers: modules DDC / DropConnect target in the paper's setup.
+        weight_slots: modules (or parameters) whose weights DDC / DropConnect regularize in
+            the paper's setup. ``regularized_layers`` is its deprecated name: it read like the
+            library's ``ddc.regularized_layers(model)``, which lists what *is* regularized.
         activation_slots: ``nn.ReLU`` slots that a Standout method replaces.
         dropout_slots: ``nn.Identity`` slots that the Dropout method replaces.
     """
 
-    regularized_layers: ClassVar[tuple[str, ...]] = ("linear1",)
+    weight_slots: ClassVar[tuple[str, ...]] = ("linear1",)
     activation_slots: ClassVar[tuple[str, ...]] = ("act1",)
     dropout_slots: ClassVar[tuple[str, ...]] = ("drop1",)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        old = cls.__dict__.get("regularized_layers")
+        if old is not None and not isinstance(old, property):  # a subclass of the old name
+            warnings.warn(  # at the class statement, which is what to change
+                f"{cls.__name__}.regularized_layers is deprecated: name the attribute weight_slots",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            cls.weight_slots = tuple(old)
+
+    @property
+    def regularized_layers(self) -> tuple[str, ...]:
+        """Deprecated name of :attr:`weight_slots`."""
+        warn_deprecated(f"{type(self).__name__}.regularized_layers is deprecated: use weight_slots")
+        return self.weight_slots
 
 
 class LocallyConnected2d(nn.Module):

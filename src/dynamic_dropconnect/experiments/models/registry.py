@@ -35,7 +35,7 @@ def register_model(name: str, *, replace: bool = False) -> Callable[[M], M]:
     image_size=..., **experiment.model_options)`` (token data: ``vocab_size=`` too) and must
     return a plain ``nn.Module``. The methods find their places by name (see
     :class:`~.layers.SlotModel`): ``linear1`` (weight methods; or the names in a
-    ``regularized_layers`` attribute), ``act1`` (activation methods, Standout; or
+    ``weight_slots`` attribute), ``act1`` (activation methods, Standout; or
     ``activation_slots``) and ``drop1`` (an ``nn.Identity`` that Dropout replaces; or
     ``dropout_slots``). A model without one of them refuses the methods that need it, naming
     it. Names are lower case; a name already registered is an error unless ``replace``.

@@ -57,7 +57,7 @@ class CharLSTM(_TokenModel):
     signature); ``vocab_size`` counts the padding id 0.
     """
 
-    regularized_layers: ClassVar[tuple[str, ...]] = ("rnn.weight_hh_l0",)
+    weight_slots: ClassVar[tuple[str, ...]] = ("rnn.weight_hh_l0",)
     locked_slots: ClassVar[tuple[str, ...]] = ("lock_in", "lock_out")
 
     def __init__(
@@ -89,7 +89,7 @@ class CharTransformer(_TokenModel):
     (``heads`` heads, feed-forward ``4·dim``, no internal dropout) → mean over non-pad tokens →
     ``drop1`` → ``head`` → C classes."""
 
-    regularized_layers: ClassVar[tuple[str, ...]] = (
+    weight_slots: ClassVar[tuple[str, ...]] = (
         "encoder.layers.*.self_attn",
         "encoder.layers.*.linear1",
         "encoder.layers.*.linear2",
