@@ -18,14 +18,12 @@ and augmentation come from a generator seeded by ``(seed, epoch)``, masks from t
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,123 +35,44 @@ from torch import Tensor, nn
 import dynamic_dropconnect as ddc
 
 from .config import Experiment
-from .datasets import load_dataset, train_val_split
-from .datasets.transforms import augment, channel_stats, normalize, resize
+from .datasets.transforms import augment, normalize, resize
 from .io import (
     atomic_torch_save,
     atomic_write_json,
-    atomic_write_text,
     load_checkpoint,
     save_checkpoint,
 )
 from .methods import apply_method, experiment_overrides
 from .models import build_model, xavier_init
+from .runrecords import (
+    ProtocolMismatchError,
+    append_learned_curves,
+    check_protocol,
+    read_mask_variance,
+    trained_experiment,
+    write_metrics,
+)
+from .runspec import PreparedData, RunSpec, compiled, prepare_data, uses_channels_last
 
 __all__ = [
     "PreparedData",
     "ProtocolMismatchError",
     "RunSpec",
     "TrainingDivergedError",
+    "build",
+    "compiled",
+    "evaluate",
     "model_inputs",
     "prepare_data",
     "read_mask_variance",
     "train_run",
+    "trained_experiment",
+    "uses_channels_last",
 ]
-
-
-@dataclass
-class PreparedData:
-    """Splits on the target device, raw (uint8 images), plus the training statistics."""
-
-    train: tuple[Tensor, Tensor]
-    val: tuple[Tensor, Tensor]
-    test: tuple[Tensor, Tensor]
-    mean: Tensor
-    std: Tensor
-    num_classes: int
-    in_channels: int
-    image_size: int
-    source: str
-    vocab_size: int | None = None  # token data: ids 0..vocab_size-1 (0 pads)
-
-
-def prepare_data(
-    experiment: Experiment,
-    *,
-    seed: int,
-    data_dir: str | Path | None = None,
-    subset: int | None = None,
-    device: str | torch.device = "cpu",
-) -> PreparedData:
-    """Load, split (seeded) and measure the training split; ``subset`` caps every split."""
-    bundle = load_dataset(experiment.dataset, data_dir)
-    x, y = bundle.train.x, bundle.train.y
-    if subset is not None:
-        if subset < 10:
-            raise ValueError(f"subset must be >= 10 examples, got {subset}")
-        pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:subset]
-        x, y = x[pick], y[pick]
-    train_idx, val_idx = train_val_split(len(x), experiment.val_fraction, seed)
-    # load_dataset admits integer inputs other than uint8 only from a dataset registered with
-    # tokens=True (see datasets.check_bundle): such inputs are token ids, never pixels.
-    tokens = not torch.is_floating_point(x) and x.dtype != torch.uint8
-    if tokens:  # token ids are not normalised
-        mean, std = torch.zeros(1), torch.ones(1)
-    else:
-        mean, std = channel_stats(x[train_idx])
-    test_x, test_y = bundle.test.x, bundle.test.y
-    if subset is not None:
-        test_x, test_y = test_x[:subset], test_y[:subset]
-    return PreparedData(
-        train=(x[train_idx].to(device), y[train_idx].to(device)),
-        val=(x[val_idx].to(device), y[val_idx].to(device)),
-        test=(test_x.to(device), test_y.to(device)),
-        mean=mean.to(device),
-        std=std.to(device),
-        num_classes=bundle.num_classes,
-        in_channels=x.shape[1],
-        image_size=experiment.image_size or x.shape[-1],
-        source=bundle.source,
-        vocab_size=int(max(x.max(), bundle.test.x.max())) + 1 if tokens else None,
-    )
-
-
-@dataclass
-class RunSpec:
-    """What to train. ``method_options`` override the method's defaults (sweeps)."""
-
-    experiment: Experiment
-    method: str
-    seed: int
-    device: str = "cpu"
-    method_options: dict[str, Any] = field(default_factory=dict)
-    compile: bool = False  # train through torch.compile (inductor), see compiled()
-    # Convolutions in channels_last (NHWC) memory: None = where it pays, see uses_channels_last.
-    channels_last: bool | None = None
 
 
 class TrainingDivergedError(RuntimeError):
     """The training loss of an epoch is not finite."""
-
-
-class ProtocolMismatchError(ValueError):
-    """A checkpoint written under other experiment settings than the ones asked for."""
-
-
-def _check_protocol(path: Path, saved: dict[str, Any] | None, experiment: Experiment) -> None:
-    if saved is None:
-        raise ProtocolMismatchError(
-            f"{path} was written by an earlier version of the suite that did not record its "
-            f"protocol (schedule {experiment.schedule!r} is asked for now); start a new run "
-            "directory instead of --resume"
-        )
-    changed = experiment.differences(saved)
-    if changed:
-        detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-        raise ProtocolMismatchError(
-            f"{path} was made with another protocol ({detail}); resume it with the same "
-            "settings or start a new run directory"
-        )
 
 
 def build(spec: RunSpec, data: PreparedData) -> nn.Module:
@@ -204,22 +123,6 @@ def model_inputs(
 
 
 _inputs = model_inputs  # the name training's own callers use
-
-
-def uses_channels_last(spec: RunSpec, model: nn.Module, data: PreparedData) -> bool:
-    """Whether ``spec``'s run keeps images and convolution weights in channels_last memory.
-
-    Default (``spec.channels_last`` None): yes for an eager run of a model with 2-D convolutions
-    on image inputs. Measured on SimpleCNN1 (``results/step-speed-cpu.txt``, 1 CPU thread, quiet
-    machine): the training step 1.66x and evaluation 2.4-4.1x faster than contiguous NCHW, the
-    same arithmetic up to float rounding; under ``torch.compile`` it was slower (1.11x against
-    1.28x for compiled contiguous), so compiled runs stay contiguous.
-    """
-    if spec.channels_last is not None:
-        return spec.channels_last
-    images = data.vocab_size is None and data.train[0].dim() == 4
-    convolutions = any(isinstance(m, nn.Conv2d) for m in model.modules())
-    return images and convolutions and not spec.compile
 
 
 def _memory(x: Tensor, channels_last: bool) -> Tensor:
@@ -288,91 +191,6 @@ def _progress(iterable: Any, total: int, desc: str, enabled: bool) -> Any:
     return tqdm(iterable, total=total, desc=desc, leave=False)
 
 
-def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns += [c for c in row if c not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
-
-
-def _append_learned_curves(path: Path, epoch: int, model: nn.Module) -> None:
-    """For ``ddc-learned``: what each layer's rate model maps gradient z-scores to, per epoch."""
-    curves = ddc.learned_curves(model)
-    if not curves:
-        return
-    history = json.loads(path.read_text()) if path.exists() else {}
-    history = {k: v for k, v in history.items() if int(k) < epoch}  # a resumed epoch: redone
-    history[str(epoch)] = curves
-    atomic_write_json(path, history)
-
-
-def read_mask_variance(
-    metrics_csv: str | Path, *, first_epoch: int = 1, last_epoch: int | None = None
-) -> dict[str, float]:
-    """``{layer: mean mask variance}`` of a run: its ``mask_var/<layer>`` columns averaged over
-    epochs ``first_epoch..last_epoch`` (all by default), for
-    :func:`~dynamic_dropconnect.experiments.methods.variance_matched_options`.
-
-    Epochs without the column (a run resumed from before it existed) are skipped; a layer with
-    no value in the range, or a file with no such column at all, is an error.
-    """
-    path = Path(metrics_csv)
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-        columns = reader.fieldnames or []
-    layers = [c.removeprefix("mask_var/") for c in columns if c.startswith("mask_var/")]
-    if not layers:
-        raise ValueError(
-            f"{path} has no mask_var/<layer> column (a run without regularized layers, or "
-            "one trained before the column existed)"
-        )
-    high = math.inf if last_epoch is None else last_epoch
-    chosen = [r for r in rows if first_epoch <= int(r["epoch"]) <= high]
-    out: dict[str, float] = {}
-    for layer in layers:
-        cells = [r[f"mask_var/{layer}"] for r in chosen]
-        values = [v for v in map(float, filter(None, cells)) if math.isfinite(v)]
-        if not values:
-            raise ValueError(
-                f"{path}: no finite mask_var/{layer} in epochs {first_epoch}.."
-                f"{'the last' if last_epoch is None else last_epoch}"
-            )
-        out[layer] = sum(values) / len(values)
-    return out
-
-
-def trained_experiment(state: dict[str, Any], default: Experiment) -> Experiment:
-    """The experiment a checkpoint was trained under, as its ``"experiment"`` entry records it
-    (a tuned run's lr and method options included); ``default`` where it records none.
-
-    Models rebuilt for evaluation must use this, not the run directory's config: the rates of a
-    tuned method live only in its own runs.
-    """
-    saved = state.get("experiment")
-    if not isinstance(saved, dict):
-        return default
-    return Experiment.from_dict(saved)
-
-
-def compiled(net: nn.Module) -> nn.Module:
-    """``torch.compile(net)`` (inductor) drawing the masks eager PyTorch would draw.
-
-    ``fallback_random``: inductor's own RNG would give other masks than eager for the same seed
-    (measured: outputs 1.2-1.7 apart after a step, docs/integrations.md), so compiled and eager
-    runs of one seed could not be compared mask for mask; with it they differ only by float
-    rounding. It costs little: only the drop masks are random here.
-    """
-    import torch._inductor.config as inductor_config
-
-    inductor_config.fallback_random = True
-    return torch.compile(net)  # type: ignore[return-value]
-
-
 def _result(spec: RunSpec, rows: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
     best = max(rows, key=lambda r: (r["val_acc"], -r["epoch"]))  # first epoch of best val
     return {
@@ -392,6 +210,211 @@ def _result(spec: RunSpec, rows: list[dict[str, Any]], complete: bool) -> dict[s
     }
 
 
+@dataclass
+class _Run:
+    """A run in progress: what its epochs update (built by :func:`_setup`)."""
+
+    model: nn.Module  # the plain model: evaluated, checkpointed
+    net: nn.Module  # what trains: the model, or its DDP / torch.compile wrapper
+    optimizer: torch.optim.Optimizer
+    layers: dict[str, Any]  # name -> regularizer, for the drop statistics of metrics.csv
+    rows: list[dict[str, Any]]  # metrics of the finished epochs
+    channels_last: bool
+    rank: int
+    world: int
+    warmup: float | None = None  # seconds of the first (compiling) step of this process
+
+
+def _finished(result_path: Path, experiment: Experiment) -> dict[str, Any] | None:
+    """The result of a complete run at ``result_path`` (its protocol checked), else None."""
+    if not result_path.exists():
+        return None
+    done = json.loads(result_path.read_text())
+    if not done.get("complete"):
+        return None
+    check_protocol(result_path, done.get("settings"), experiment)
+    return done
+
+
+def _optimizer(model: nn.Module, experiment: Experiment) -> torch.optim.Optimizer:
+    """AdamW or SGD with momentum, as the experiment asks."""
+    if experiment.optimizer == "adam":
+        return torch.optim.AdamW(
+            model.parameters(), lr=experiment.lr, weight_decay=experiment.weight_decay
+        )
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=experiment.lr,
+        momentum=experiment.momentum,
+        weight_decay=experiment.weight_decay,
+    )
+
+
+def _load_checkpoint(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, spec: RunSpec
+) -> list[dict[str, Any]]:
+    """Restore model, optimizer and random state from ``path``; the finished epochs' rows."""
+    state = load_checkpoint(path, map_location=spec.device)
+    check_protocol(path, state.get("experiment"), spec.experiment)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    if torch.cuda.is_available() and state.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return state["rows"]
+
+
+def _setup(spec: RunSpec, data: PreparedData, checkpoint: Path | None) -> _Run:
+    """Build the model and optimizer, continue from ``checkpoint`` when it exists, and wrap
+    the model for training (DDP under ``torch.distributed``, ``torch.compile``)."""
+    rank, world = _world()
+    model = build(spec, data)
+    channels_last = uses_channels_last(spec, model, data)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)  # in place: parameters stay
+    optimizer = _optimizer(model, spec.experiment)
+    rows: list[dict[str, Any]] = []
+    if checkpoint is not None and checkpoint.exists():
+        rows = _load_checkpoint(checkpoint, model, optimizer, spec)
+    net: nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model)
+    if spec.compile:  # once per run; evaluation stays eager (its batches differ in size)
+        net = compiled(net)
+    layers = ddc.regularized_layers(model)
+    for reg in layers.values():  # mask_var/<layer> in metrics.csv (one dot product a step)
+        reg.track_mask_var = True
+    return _Run(model, net, optimizer, layers, rows, channels_last, rank, world)
+
+
+def _train_epoch(
+    run: _Run, spec: RunSpec, data: PreparedData, epoch: int, out: Path, progress: bool
+) -> dict[str, Any]:
+    """One epoch of training at the schedule's learning rate: its row of metrics.csv without
+    the evaluation (``lr``, ``train_loss``, ``train_acc``, per-layer drop statistics)."""
+    experiment = spec.experiment
+    for group in run.optimizer.param_groups:
+        group["lr"] = experiment.learning_rates()[epoch]
+    generator = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)
+    run.net.train()
+    loss_sum = torch.zeros((), device=spec.device, dtype=torch.float64)
+    correct = torch.zeros((), device=spec.device, dtype=torch.int64)
+    seen, steps = 0, 0
+    kept = {name: torch.zeros((), device=spec.device) for name in run.layers}
+    mean_prob = {name: torch.zeros((), device=spec.device) for name in run.layers}
+    mask_var = {name: torch.zeros((), device=spec.device) for name in run.layers}
+    n_batches = math.ceil(len(data.train[0]) / experiment.batch_size)
+    for x, y in _progress(
+        _batches(data, experiment, generator, run.rank, run.world, run.channels_last),
+        n_batches,
+        f"{spec.method} s{spec.seed} e{epoch + 1}",
+        progress and run.rank == 0,
+    ):
+        step_started = time.perf_counter() if run.warmup is None and spec.compile else 0.0
+        run.optimizer.zero_grad(set_to_none=True)
+        logits = run.net(x)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+        run.optimizer.step()
+        if step_started:
+            run.warmup = time.perf_counter() - step_started
+            if run.rank == 0:
+                print(f"{out}: torch.compile warm-up (first step) {run.warmup:.1f} s", flush=True)
+        # Accumulate on the device: no host synchronisation inside the step.
+        loss_sum += loss.detach().double() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen, steps = seen + len(y), steps + 1
+        for name, reg in run.layers.items():
+            kept[name] += reg.last_kept_fraction
+            mean_prob[name] += reg.last_mean_drop_prob
+            mask_var[name] += reg.last_mask_var
+    row: dict[str, Any] = {
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "train_loss": float(loss_sum) / max(seen, 1),
+        "train_acc": float(correct) / max(seen, 1),
+    }
+    for name in run.layers:
+        row[f"drop_rate/{name}"] = 1.0 - float(kept[name]) / max(steps, 1)
+        row[f"mean_drop_prob/{name}"] = float(mean_prob[name]) / max(steps, 1)
+        # mean over the epoch's steps of mean(p_ij(1-p_ij)): see variance_matched_rate
+        row[f"mask_var/{name}"] = float(mask_var[name]) / max(steps, 1)
+    return row
+
+
+def _epoch_row(
+    run: _Run, spec: RunSpec, data: PreparedData, epoch: int, trained: dict[str, Any]
+) -> dict[str, Any]:
+    """The epoch's row of metrics.csv: ``trained`` with the validation and test numbers, in
+    the file's column order."""
+    val_loss, val_acc = evaluate(
+        run.model, data.val, data, spec.experiment, channels_last=run.channels_last
+    )
+    test_loss, test_acc = evaluate(
+        run.model, data.test, data, spec.experiment, channels_last=run.channels_last
+    )
+    statistics = {k: v for k, v in trained.items() if "/" in k}
+    return {
+        "epoch": epoch + 1,
+        "lr": trained["lr"],
+        "train_loss": trained["train_loss"],
+        "train_acc": trained["train_acc"],
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "seconds": 0.0,  # set by the caller, once the epoch is over
+        **statistics,
+    }
+
+
+def _check_finite(row: dict[str, Any], spec: RunSpec, out: Path) -> None:
+    """:class:`TrainingDivergedError` for an epoch whose training loss is not finite."""
+    if not math.isfinite(row["train_loss"]):
+        # Diverged (or corrupt weights): a failed run, never a complete one. Nothing of this
+        # epoch is written, so the last good checkpoint stays.
+        raise TrainingDivergedError(
+            f"{out}: training loss is {row['train_loss']} in epoch {row['epoch']} of "
+            f"{spec.method} seed {spec.seed} (lr {row['lr']:g}); the run failed and is not "
+            "reported. A lower --lr may help"
+        )
+
+
+def _save_epoch(run: _Run, experiment: Experiment, out: Path) -> None:
+    """Write what a finished epoch leaves: metrics.csv, the learned curves, the checkpoint."""
+    write_metrics(out / "metrics.csv", run.rows)
+    append_learned_curves(out / "learned_curves.json", len(run.rows), run.model)
+    save_checkpoint(
+        out / "checkpoint.pt",
+        {
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "experiment": experiment.to_dict(),
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "rows": run.rows,
+        },
+    )
+
+
+def _finish(run: _Run, spec: RunSpec, out: Path) -> dict[str, Any]:
+    """The run's result; rank 0 writes it (and a complete run's drop probabilities)."""
+    complete = len(run.rows) == spec.experiment.epochs
+    result = _result(spec, run.rows, complete)
+    result["channels_last"] = run.channels_last
+    if run.warmup is not None:
+        result["compile_warmup_seconds"] = round(run.warmup, 1)
+    if run.rank == 0:
+        if run.layers and complete:
+            probs = ddc.drop_probabilities(run.model)
+            atomic_torch_save(
+                out / "drop_probs.pt", {k: v.flatten().cpu() for k, v in probs.items()}
+            )
+        atomic_write_json(out / "result.json", result)
+    return result
+
+
 def train_run(
     spec: RunSpec,
     out_dir: str | Path,
@@ -409,149 +432,18 @@ def train_run(
     batch and rank 0 alone writes files.
     """
     out = Path(out_dir)
-    result_path, checkpoint_path = out / "result.json", out / "checkpoint.pt"
-    experiment = spec.experiment
-    rank, world = _world()
-    if resume and result_path.exists():
-        done = json.loads(result_path.read_text())
-        if done.get("complete"):
-            _check_protocol(result_path, done.get("settings"), experiment)
-            return done
-
-    model = build(spec, data)
-    channels_last = uses_channels_last(spec, model, data)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)  # in place: parameters stay
-    if experiment.optimizer == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.AdamW(
-            model.parameters(), lr=experiment.lr, weight_decay=experiment.weight_decay
-        )
-    else:
-        optimizer = torch.optim.SGD(
-            model.parameters(),
-            lr=experiment.lr,
-            momentum=experiment.momentum,
-            weight_decay=experiment.weight_decay,
-        )
-    learning_rates = experiment.learning_rates()
-    rows: list[dict[str, Any]] = []
-    if resume and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path, map_location=spec.device)
-        _check_protocol(checkpoint_path, state.get("experiment"), experiment)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
-        if torch.cuda.is_available() and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        rows = state["rows"]
-    net: nn.Module = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model)
-    if spec.compile:  # once per run; evaluation stays eager (its batches differ in size)
-        net = compiled(net)
-    layers = ddc.regularized_layers(model)
-    for reg in layers.values():  # mask_var/<layer> in metrics.csv (one dot product a step)
-        reg.track_mask_var = True
-    warmup: float | None = None  # seconds of the first (compiling) step of this process
-
-    for epoch in range(len(rows), experiment.epochs):
+    if resume and (done := _finished(out / "result.json", spec.experiment)) is not None:
+        return done
+    run = _setup(spec, data, out / "checkpoint.pt" if resume else None)
+    for epoch in range(len(run.rows), spec.experiment.epochs):
         started = time.perf_counter()
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rates[epoch]
-        generator = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)
-        net.train()
-        loss_sum = torch.zeros((), device=spec.device, dtype=torch.float64)
-        correct = torch.zeros((), device=spec.device, dtype=torch.int64)
-        seen, steps = 0, 0
-        kept = {name: torch.zeros((), device=spec.device) for name in layers}
-        mean_prob = {name: torch.zeros((), device=spec.device) for name in layers}
-        mask_var = {name: torch.zeros((), device=spec.device) for name in layers}
-        n_batches = math.ceil(len(data.train[0]) / experiment.batch_size)
-        for x, y in _progress(
-            _batches(data, experiment, generator, rank, world, channels_last),
-            n_batches,
-            f"{spec.method} s{spec.seed} e{epoch + 1}",
-            progress and rank == 0,
-        ):
-            step_started = time.perf_counter() if warmup is None and spec.compile else 0.0
-            optimizer.zero_grad(set_to_none=True)
-            logits = net(x)
-            loss = F.cross_entropy(logits, y)
-            loss.backward()
-            optimizer.step()
-            if step_started:
-                warmup = time.perf_counter() - step_started
-                if rank == 0:
-                    print(f"{out}: torch.compile warm-up (first step) {warmup:.1f} s", flush=True)
-            # Accumulate on the device: no host synchronisation inside the step.
-            loss_sum += loss.detach().double() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen, steps = seen + len(y), steps + 1
-            for name, reg in layers.items():
-                kept[name] += reg.last_kept_fraction
-                mean_prob[name] += reg.last_mean_drop_prob
-                mask_var[name] += reg.last_mask_var
-        lr = optimizer.param_groups[0]["lr"]
-        val_loss, val_acc = evaluate(model, data.val, data, experiment, channels_last=channels_last)
-        test_loss, test_acc = evaluate(
-            model, data.test, data, experiment, channels_last=channels_last
-        )
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "train_loss": float(loss_sum) / max(seen, 1),
-            "train_acc": float(correct) / max(seen, 1),
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "test_loss": test_loss,
-            "test_acc": test_acc,
-            "seconds": time.perf_counter() - started,
-        }
-        for name in layers:
-            row[f"drop_rate/{name}"] = 1.0 - float(kept[name]) / max(steps, 1)
-            row[f"mean_drop_prob/{name}"] = float(mean_prob[name]) / max(steps, 1)
-            # mean over the epoch's steps of mean(p_ij(1-p_ij)): see variance_matched_rate
-            row[f"mask_var/{name}"] = float(mask_var[name]) / max(steps, 1)
-        if not math.isfinite(row["train_loss"]):
-            # Diverged (or corrupt weights): a failed run, never a complete one. Nothing of
-            # this epoch is written, so the last good checkpoint stays.
-            raise TrainingDivergedError(
-                f"{out}: training loss is {row['train_loss']} in epoch {epoch + 1} of "
-                f"{spec.method} seed {spec.seed} (lr {lr:g}); the run failed and is not "
-                "reported. A lower --lr may help"
-            )
-        rows.append(row)
-        if rank == 0:
-            _write_metrics(out / "metrics.csv", rows)
-            _append_learned_curves(out / "learned_curves.json", epoch + 1, model)
-            save_checkpoint(
-                checkpoint_path,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "experiment": experiment.to_dict(),
-                    "rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state_all()
-                    if torch.cuda.is_available()
-                    else None,
-                    "rows": rows,
-                },
-            )
+        trained = _train_epoch(run, spec, data, epoch, out, progress)
+        row = _epoch_row(run, spec, data, epoch, trained)
+        row["seconds"] = time.perf_counter() - started
+        _check_finite(row, spec, out)
+        run.rows.append(row)
+        if run.rank == 0:
+            _save_epoch(run, spec.experiment, out)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             break
-
-    complete = len(rows) == experiment.epochs
-    result = _result(spec, rows, complete)
-    result["channels_last"] = channels_last
-    if warmup is not None:
-        result["compile_warmup_seconds"] = round(warmup, 1)
-    if rank == 0:
-        if layers and complete:
-            probs = ddc.drop_probabilities(model)
-            atomic_torch_save(
-                out / "drop_probs.pt", {k: v.flatten().cpu() for k, v in probs.items()}
-            )
-        atomic_write_json(result_path, result)
-    return result
+    return _finish(run, spec, out)
