@@ -16,7 +16,8 @@ import torch
 from matplotlib.colors import to_hex
 from scipy import stats
 
-from dynamic_dropconnect.experiments import report, uncertainty
+from dynamic_dropconnect.experiments import figures as figure_helpers
+from dynamic_dropconnect.experiments import plots, sweeps, uncertainty_render
 from dynamic_dropconnect.experiments.report import (
     MAX_FIG_WIDTH,
     METHOD_STYLES,
@@ -28,21 +29,21 @@ from dynamic_dropconnect.experiments.report import (
     write_report,
 )
 
-DPI = 110  # report._save
+DPI = 110  # figure_helpers.save_figure
 
 
 @pytest.fixture
 def figures(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Every figure the report and uncertainty modules save, by path (kept after closing)."""
     captured: dict[str, Any] = {}
-    real = report._save
+    real = figure_helpers.save_figure
 
     def keep(fig: Any, path: str | Path, **kwargs: Any) -> Path:
         captured[str(path)] = fig
         return real(fig, path, **kwargs)
 
-    monkeypatch.setattr(report, "_save", keep)
-    monkeypatch.setattr(uncertainty, "_save", keep)
+    for module in (figure_helpers, plots, sweeps, uncertainty_render):  # each holds its own name
+        monkeypatch.setattr(module, "save_figure", keep)
     return captured
 
 
@@ -253,7 +254,7 @@ def test_uncertainty_plots_define_in_and_out_and_use_the_palette(
 ) -> None:
     run = tmp_path / "run"
     _uncertainty_run(run)
-    uncertainty.render_uncertainty(run)
+    uncertainty_render.render_uncertainty(run)
     entropy = figures[str(run / "plots" / "uncertainty_entropy.png")]
     labels = [t.get_text() for t in entropy.legends[0].get_texts()]
     assert labels == [

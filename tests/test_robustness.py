@@ -253,8 +253,8 @@ def test_command_end_to_end(run_dir: Path, tmp_path: Path) -> None:
     assert set(accuracy) == set(robustness.corruptions.CORRUPTIONS)
     assert all(len(v) == 5 for v in accuracy.values())
     # mCE of none against itself (mean over its seeds) averages 100.
-    metrics = [robustness._metrics(r, [x for x in summary["runs"] if x["method"] == "none"])
-               for r in summary["runs"] if r["method"] == "none"]  # fmt: skip
+    baseline = [x for x in summary["runs"] if x["method"] == "none"]
+    metrics = [robustness.metrics.run_metrics(r, baseline) for r in baseline]
     assert sum(m["mCE"] for m in metrics) / 2 == pytest.approx(100.0, rel=0.05)
     for name in ("corruptions", "adversarial", "pruning"):
         assert (work / "plots" / f"robustness_{name}.png").exists()

@@ -1,0 +1,84 @@
+"""The numbers derived from one run's robustness record (``robustness.json``): mean
+corruption accuracy, corruption errors and ImageNet-C's mCE against the ``none`` runs, and the
+flat ``{metric: value}`` the tables and paired tests read."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import attacks, pruning
+
+__all__ = [
+    "LOWER_IS_BETTER",
+    "PARTS",
+    "corruption_errors",
+    "mce",
+    "mean_corruption",
+    "run_metrics",
+]
+
+
+#: The parts of a robustness evaluation, in the order of the report.
+PARTS: tuple[str, ...] = ("corruptions", "adversarial", "pruning")
+
+
+def mean_corruption(run: dict[str, Any]) -> float:
+    """Accuracy under corruption, mean over every corruption and severity."""
+    acc = run["parts"]["corruptions"]["accuracy"]
+    return float(np.mean([a for values in acc.values() for a in values]))
+
+
+def corruption_errors(run: dict[str, Any]) -> dict[str, float]:
+    """``{corruption: sum over severities of the error}``."""
+    return {
+        c: float(sum(1 - a for a in v)) for c, v in run["parts"]["corruptions"]["accuracy"].items()
+    }
+
+
+def mce(run: dict[str, Any], baseline: list[dict[str, Any]]) -> tuple[float, float]:
+    """(mCE, relative mCE) in % against the mean of the ``baseline`` runs; NaN where a
+    baseline error (or its excess over the clean error) is zero."""
+    if not baseline:
+        return math.nan, math.nan
+    mine = corruption_errors(run)
+    base = {c: float(np.mean([corruption_errors(b)[c] for b in baseline])) for c in mine}
+    n_sev = len(next(iter(run["parts"]["corruptions"]["accuracy"].values())))
+    clean = n_sev * (1 - run["clean_accuracy"])
+    base_clean = n_sev * float(np.mean([1 - b["clean_accuracy"] for b in baseline]))
+    ce = [mine[c] / base[c] if base[c] > 0 else math.nan for c in mine]
+    rel = [
+        (mine[c] - clean) / (base[c] - base_clean) if base[c] - base_clean > 1e-12 else math.nan
+        for c in mine
+    ]
+    return 100 * float(np.mean(ce)), 100 * float(np.mean(rel))
+
+
+def run_metrics(run: dict[str, Any], baseline: list[dict[str, Any]]) -> dict[str, float]:
+    """Flat ``{metric: value}`` of one run (accuracies in [0, 1], mCE in %)."""
+    out = {"clean": run["clean_accuracy"]}
+    parts = run["parts"]
+    if "corruptions" in parts:
+        out["corruption mean"] = mean_corruption(run)
+        for c, values in parts["corruptions"]["accuracy"].items():
+            out[f"corruption {c}"] = float(np.mean(values))
+        out["mCE"], out["relative mCE"] = mce(run, baseline)
+    if "adversarial" in parts:
+        for name in attacks.ATTACKS:
+            for eps, acc in parts["adversarial"].get(name, {}).items():
+                out[f"{name.upper()} ε={eps}"] = acc
+        if "pgd_eot" in parts["adversarial"]:
+            out["MC clean"] = parts["adversarial"]["mc_clean"]
+            for eps, acc in parts["adversarial"]["pgd_eot"].items():
+                out[f"PGD-EOT MC ε={eps}"] = acc
+    if "pruning" in parts:
+        for how in pruning.HOW:
+            for f, acc in parts["pruning"].get(how, {}).items():
+                out[f"{how} f={f}"] = acc
+    return out
+
+
+#: The metrics of :func:`run_metrics` where lower is better (the others are accuracies).
+LOWER_IS_BETTER = ("mCE", "relative mCE")
