@@ -29,10 +29,48 @@ LADDER = [
     ["inference", "weight_drop"],
     ["__init__", "integrations"],
 ]
+# The experiments package, above the library (docs/architecture.md); inside its packages
+# (datasets, models, robustness) each module has a rung of its own.
+EXPERIMENTS = [
+    ["io", "registration"],
+    ["datasets.base", "datasets.transforms", "datasets.protocol", "schedules", "models.layers"],
+    [
+        "datasets.registry",
+        "datasets.idx",
+        "datasets.cifar",
+        "datasets.norb",
+        "datasets.small",
+        "datasets.text",
+        "models.convnets",
+        "models.mlp",
+        "models.resnet",
+        "models.sequence",
+        "models.vit",
+    ],
+    ["datasets.local", "models.registry"],
+    ["datasets.api"],
+    ["datasets.__init__", "models.__init__", "method_registry"],
+    ["config", "methods"],
+    ["plugins", "overrides"],
+    ["runspec", "runrecords"],
+    ["training"],
+    ["stats", "uncertainty_metrics", "robustness.seeds", "robustness.attacks"],
+    ["rundir", "robustness.corruptions", "robustness.pruning"],
+    ["summaries", "figures", "robustness.metrics"],
+    ["tables", "plots", "uncertainty_render", "robustness.render"],
+    ["sweeps"],
+    ["report", "uncertainty", "robustness.__init__"],
+    ["execution", "synthetic"],
+    ["tuning"],
+    ["outdir"],
+    ["suite"],
+    ["cli", "run"],
+    ["__init__"],
+]
+LADDER += [[f"experiments.{name}" for name in rung] for rung in EXPERIMENTS]
 RUNG = {name: i for i, rung in enumerate(LADDER) for name in rung}
-# (folder under ROOT, glob of its modules); the experiments package joins as ("experiments",
-# "**/*.py") once its rungs are in LADDER.
-PACKAGES = [("", "*.py")]
+# (folder under ROOT, glob of its modules).
+PACKAGES = [("", "*.py"), ("experiments", "**/*.py")]
 
 
 def _module(parts: list[str]) -> str | None:
