@@ -30,6 +30,7 @@ __all__ = [
     "apply_method",
     "experiment_overrides",
     "register_method",
+    "weight_slots",
 ]
 
 
@@ -85,7 +86,7 @@ class MethodKind:
         if self.module is None:
             return
         if self.weight:
-            layers = _weight_slots(model)
+            layers = weight_slots(model)
             ddc.apply(model, _library_name(self.module, self.name), include=list(layers), **options)
             return
         slots = _needed(model, method, self.slots)
@@ -278,7 +279,7 @@ def _slots(model: nn.Module, attribute: str) -> tuple[str, ...]:
     return tuple(getattr(model, attribute, SLOT_DEFAULTS.get(attribute, ())))
 
 
-def _weight_slots(model: nn.Module) -> tuple[str, ...]:
+def weight_slots(model: nn.Module) -> tuple[str, ...]:
     """The model's ``weight_slots``; a plugin model's ``regularized_layers`` (the old name,
     with a warning) when it has no ``weight_slots``."""
     slots = getattr(model, "weight_slots", None)

@@ -1,6 +1,6 @@
 """Edge removal without retraining: zero a fraction of the regularized layers' weights.
 
-The layers are the model's ``regularized_layers`` (``linear1`` in the paper's models; an RNN's
+The layers are the model's ``weight_slots`` (``linear1`` in the paper's models; an RNN's
 ``weight_hh_l0``; a Transformer's projections), the weights DDC or DropConnect regularizes, for
 every method of a run directory (so ``none`` and ``dropout`` lose the same edges). The
 regularizers are taken off first (:func:`dynamic_dropconnect.remove`, trained weights kept), so
@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 import dynamic_dropconnect as ddc
 
+from ..method_registry import weight_slots
 from .seeds import named_generator
 
 __all__ = ["FRACTIONS", "HOW", "plain_model", "pruned", "pruning_accuracy", "target_weights"]
@@ -46,7 +47,7 @@ def target_weights(plain: nn.Module) -> dict[str, Tensor]:
 
     Found by attaching DropConnect to a copy with the model's ``regularized_layers`` patterns,
     the same way the suite's methods attach; raises ValueError when nothing matches."""
-    patterns = list(getattr(plain, "regularized_layers", ("linear1",)))
+    patterns = list(weight_slots(plain))
     probe = ddc.apply(copy.deepcopy(plain), "dropconnect", include=patterns, p=0.5)
     names = list(ddc.regularized_layers(probe))
     if not names:
