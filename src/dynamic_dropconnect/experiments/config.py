@@ -1,4 +1,5 @@
-"""The experiments: dataset, model and the authors' training hyperparameters (SPEC section 4).
+"""The experiments: dataset, model and the authors' training hyperparameters (docs/suite.md,
+"The authors' protocol").
 
 Every experiment, the built-ins included, is registered with :func:`register_experiment`."""
 
@@ -249,7 +250,7 @@ for _experiment in [
         schedule="cosine",
         source=_OURS,
     ),
-    # Beyond the paper (SPEC section 5, OQ4): sequences, on Debian's word lists (wordlang).
+    # Beyond the paper (docs/results.md, "Sequences"): sequences, on Debian's word lists (wordlang).
     Experiment(
         "wordlang-lstm",
         "wordlang",

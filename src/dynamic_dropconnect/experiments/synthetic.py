@@ -7,13 +7,13 @@ Four update rules are compared from two initial points:
 - ``"none"``: plain gradient descent, ``w <- w - lr * dL/dw``.
 - ``"ddc"``: Dynamic DropConnect, "drop small gradient": per-step drop probabilities
   ``ddc_drop_probabilities(g, p, pg, tau, direction="small")`` from the previous step's gradient
-  ``g`` w.r.t. the effective weight (base rate ``p`` on the first step, SPEC section 2 item 10).
+  ``g`` w.r.t. the effective weight (base rate ``p`` on the first step; docs/method.md).
 - ``"ddc-big-gradient"``: the same with ``direction="big"`` (the ablation).
 - ``"dropconnect"``: a fixed drop rate for both weights.
 
 Every dropping rule samples a keep mask ``M``, rescales by the kept fraction of that mask
 (``W_eff = W * M / (sum(M) / 2)``, the authors' "empirical" rescale) and applies the *dense*
-gradient ``dL/dW_eff`` to ``W`` (the authors' code; SPEC section 2 items 8-9).
+gradient ``dL/dW_eff`` to ``W`` (the authors' code; docs/method.md).
 
 With two weights the layer-wise z-score is ``+-1/sqrt(2)`` whenever ``|g1| != |g2|``, so at the
 defaults (``p=0.3, pg=0.5, tau=0.5``) the edge with the smaller gradient is dropped with

@@ -2,7 +2,7 @@
 
 Protocol: SGD with momentum, cross-entropy, Xavier-uniform init, the experiment's learning-rate
 schedule set once per epoch (by default the authors' warmup-cosine with ``min_lr = 0.001``, see
-:mod:`.schedules`; SPEC section 4). Honest parts: a seeded 90/10 train/validation split,
+:mod:`.schedules`; docs/suite.md). Honest parts: a seeded 90/10 train/validation split,
 normalisation with training-split statistics only, test accuracy reported at the epoch of best
 validation accuracy and at the final epoch (the max over epochs is kept, labelled optimistic).
 
