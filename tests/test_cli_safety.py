@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from dynamic_dropconnect.experiments.cli import main
-from dynamic_dropconnect.experiments.io import RunFileError
+from dynamic_dropconnect.experiments.storage import RunFileError
 from dynamic_dropconnect.experiments.uncertainty import evaluate_run
 
 pytest.importorskip("sklearn")
@@ -310,7 +310,7 @@ def test_a_failing_report_does_not_hide_failed_runs(
 
 
 def test_killed_writes_leave_no_tmp_files_and_outputs_follow_the_umask(tmp_path: Path) -> None:
-    from dynamic_dropconnect.experiments.io import atomic_write_text
+    from dynamic_dropconnect.experiments.storage import atomic_write_text
 
     dead = tmp_path / ".config.json.999999999-abcd1234.tmp"  # a writer that was killed
     legacy = tmp_path / ".config.json.k2j4h5g6.tmp"  # the same, before pids were in the name
@@ -373,7 +373,7 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 def test_sigterm_stops_the_workers_and_exits_non_zero(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from dynamic_dropconnect.experiments.io import pid_alive
+    from dynamic_dropconnect.experiments.storage import pid_alive
 
     out = tmp_path / "run"
     command = [sys.executable, "-u", "-m", "dynamic_dropconnect.experiments.cli", "compare"]

@@ -32,7 +32,7 @@ LADDER = [
 # The experiments package, above the library (docs/architecture.md); inside its packages
 # (datasets, models, robustness) each module has a rung of its own.
 EXPERIMENTS = [
-    ["io", "registration"],
+    ["storage", "registration"],
     ["datasets.base", "datasets.transforms", "datasets.protocol", "schedules", "models.layers"],
     [
         "datasets.registry",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -106,3 +108,26 @@ def test_slot_model_regularized_layers_is_weight_slots() -> None:
     with pytest.warns(DeprecationWarning, match="name the attribute weight_slots"):
         apply_method(plugin := Plugin(), "dropconnect", {})
     assert list(ddc.regularized_layers(plugin)) == ["fc"]
+
+
+def test_renamed_module_imports_as_the_new_one_with_a_warning() -> None:
+    # A fresh interpreter: the old path must not already sit in sys.modules.
+    code = (
+        "import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
+        "try:\n"
+        "    from dynamic_dropconnect.experiments.io import atomic_write_text\n"
+        "except DeprecationWarning as w:\n"
+        "    print('warned:', w)\n"
+        "warnings.simplefilter('ignore')\n"
+        "from dynamic_dropconnect.experiments.io import atomic_write_text\n"
+        "import dynamic_dropconnect.experiments.storage as new\n"
+        "print(atomic_write_text is new.atomic_write_text, new.__spec__.name)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == [
+        "warned: dynamic_dropconnect.experiments.io is deprecated: "
+        "use dynamic_dropconnect.experiments.storage",
+        "True dynamic_dropconnect.experiments.storage",
+    ]

@@ -19,7 +19,7 @@ import torch
 from .config import DEFAULT_EXPERIMENT, EXPERIMENTS, Experiment, get_experiment
 from .datasets import DATASETS, DatasetError, dataset_status, fetch_dataset, verify_dataset
 from .datasets.registry import LOADERS
-from .io import read_json_file
+from .storage import read_json_file
 from .methods import MAIN_METHODS, METHODS
 from .models import MODELS
 from .overrides import ConfigFile, load_config_file, resolve, valid_keys

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import atomic_write
+from .storage import atomic_write
 from .stats import to_float
 
 __all__ = [

@@ -21,7 +21,7 @@ from typing import Any
 
 from .config import Experiment
 from .execution import RunOptions
-from .io import atomic_write_json, pid_alive, read_json_file
+from .storage import atomic_write_json, pid_alive, read_json_file
 from .methods import METHODS
 from .plugins import check_plugin_names
 from .tuning import describe_config_tune

@@ -32,7 +32,7 @@ from .figures import (
     panel_figure,
     plot_forest,
 )
-from .io import atomic_write_json, atomic_write_text
+from .storage import atomic_write_json, atomic_write_text
 from .plots import (
     plot_drop_prob_hist,
     plot_drop_rates,

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import RunFileError, read_json_file
+from .storage import RunFileError, read_json_file
 from .stats import to_float
 
 __all__ = [

@@ -15,7 +15,7 @@ from torch import nn
 import dynamic_dropconnect as ddc
 
 from .config import Experiment
-from .io import atomic_write_json, atomic_write_text
+from .storage import atomic_write_json, atomic_write_text
 
 __all__ = [
     "ProtocolMismatchError",

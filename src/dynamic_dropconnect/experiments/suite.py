@@ -46,7 +46,7 @@ from .execution import (
     execute,
     signals_interrupt,
 )
-from .io import atomic_write_json, atomic_write_text, read_json_file
+from .storage import atomic_write_json, atomic_write_text, read_json_file
 from .methods import METHODS
 from .models import MODELS
 from .outdir import (

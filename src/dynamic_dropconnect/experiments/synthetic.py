@@ -41,7 +41,7 @@ import torch
 
 from ..checks import renamed_attribute
 from ..functional import ddc_drop_probabilities, rescale_factor, sample_keep_mask
-from .io import atomic_write, atomic_write_json
+from .storage import atomic_write, atomic_write_json
 
 __all__ = [
     "DATA_SEED",

@@ -36,7 +36,7 @@ import dynamic_dropconnect as ddc
 
 from .config import Experiment
 from .datasets.transforms import augment, normalize, resize
-from .io import (
+from .storage import (
     atomic_torch_save,
     atomic_write_json,
     load_checkpoint,

@@ -40,7 +40,7 @@ import dynamic_dropconnect as ddc
 
 from .config import Experiment
 from .datasets import load_dataset
-from .io import atomic_write_json, file_sha256, load_checkpoint, read_json_object
+from .storage import atomic_write_json, file_sha256, load_checkpoint, read_json_object
 from .rundir import json_safe, load_config, seed_dirs
 from .training import PreparedData, RunSpec, build, model_inputs, prepare_data, trained_experiment
 from .uncertainty_metrics import (

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import Experiment
-from ..io import atomic_write_json, file_sha256, load_checkpoint, read_json_object
+from ..storage import atomic_write_json, file_sha256, load_checkpoint, read_json_object
 from ..rundir import json_safe, load_config, seed_dirs
 from ..stats import paired_comparison as paired_comparison
 from ..training import PreparedData, RunSpec, build, model_inputs, prepare_data, trained_experiment

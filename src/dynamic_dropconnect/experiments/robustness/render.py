@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..figures import pyplot, save_figure
-from ..io import atomic_write_text, read_json_object
+from ..storage import atomic_write_text, read_json_object
 from ..rundir import load_config
 from ..stats import mean_std, paired_comparison
 from . import attacks, corruptions, pruning
