@@ -33,6 +33,9 @@ LADDER = [
 # (datasets, models, robustness) each module has a rung of its own.
 EXPERIMENTS = [
     ["storage", "registration"],
+    ["datasets.errors", "datasets.specs"],
+    ["datasets.locations", "datasets.checksums"],
+    ["datasets.resolution"],
     ["datasets.base", "datasets.transforms", "datasets.protocol", "schedules", "models.layers"],
     [
         "datasets.registry",
@@ -60,6 +63,7 @@ EXPERIMENTS = [
     ["tables", "plots", "uncertainty_render", "robustness.render"],
     ["sweeps"],
     ["report", "uncertainty", "robustness.__init__"],
+    ["synthetic_simulation"],
     ["execution", "synthetic"],
     ["tuning"],
     ["outdir"],
