@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .storage import atomic_write
 from .stats import to_float
+from .storage import atomic_write
 
 __all__ = [
     "MARKERS",

@@ -21,9 +21,9 @@ from typing import Any
 
 from .config import Experiment
 from .execution import RunOptions
-from .storage import atomic_write_json, pid_alive, read_json_file
 from .methods import METHODS
 from .plugins import check_plugin_names
+from .storage import atomic_write_json, pid_alive, read_json_file
 from .tuning import describe_config_tune
 
 __all__ = [

@@ -32,7 +32,6 @@ from .figures import (
     panel_figure,
     plot_forest,
 )
-from .storage import atomic_write_json, atomic_write_text
 from .plots import (
     plot_drop_prob_hist,
     plot_drop_rates,
@@ -54,6 +53,7 @@ from .rundir import (
 )
 from .rundir import mean_drop_rate as mean_drop_rate
 from .stats import paired_comparison
+from .storage import atomic_write_json, atomic_write_text
 from .summaries import CHANCE_MARGIN, METRICS, add_holm, chance_level, flag_uninformative, summarize
 from .sweeps import (
     format_sweep_table,

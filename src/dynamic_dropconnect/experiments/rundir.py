@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .storage import RunFileError, read_json_file
 from .stats import to_float
+from .storage import RunFileError, read_json_file
 
 __all__ = [
     "all_metrics",

@@ -46,7 +46,6 @@ from .execution import (
     execute,
     signals_interrupt,
 )
-from .storage import atomic_write_json, atomic_write_text, read_json_file
 from .methods import METHODS
 from .models import MODELS
 from .outdir import (
@@ -66,6 +65,7 @@ from .report import (
     plot_sweep_heatmap,
     write_report,
 )
+from .storage import atomic_write_json, atomic_write_text, read_json_file
 from .training import RunSpec
 from .tuning import (
     TUNE_NAMES,

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from .figures import MAX_FIG_WIDTH, plot_forest, pyplot, save_figure, titled, wrap_words
-from .storage import RunFileError, read_json_file
 from .stats import mean_std, paired_comparison, t_ci, to_float
+from .storage import RunFileError, read_json_file
 from .summaries import CHANCE_MARGIN, add_holm, chance_level
 from .tables import fmt_interval, fmt_pct, fmt_pct_pm, fmt_power_pairs, fmt_pvalue, format_point
 

@@ -36,12 +36,6 @@ import dynamic_dropconnect as ddc
 
 from .config import Experiment
 from .datasets.transforms import augment, normalize, resize
-from .storage import (
-    atomic_torch_save,
-    atomic_write_json,
-    load_checkpoint,
-    save_checkpoint,
-)
 from .methods import apply_method, experiment_overrides
 from .models import build_model, xavier_init
 from .runrecords import (
@@ -53,6 +47,12 @@ from .runrecords import (
     write_metrics,
 )
 from .runspec import PreparedData, RunSpec, compiled, prepare_data, uses_channels_last
+from .storage import (
+    atomic_torch_save,
+    atomic_write_json,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 __all__ = [
     "PreparedData",

@@ -40,8 +40,8 @@ import dynamic_dropconnect as ddc
 
 from .config import Experiment
 from .datasets import load_dataset
-from .storage import atomic_write_json, file_sha256, load_checkpoint, read_json_object
 from .rundir import json_safe, load_config, seed_dirs
+from .storage import atomic_write_json, file_sha256, load_checkpoint, read_json_object
 from .training import PreparedData, RunSpec, build, model_inputs, prepare_data, trained_experiment
 from .uncertainty_metrics import (
     N_BINS,

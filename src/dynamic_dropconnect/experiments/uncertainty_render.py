@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from .figures import figure_title, legend_below, method_style, panel_figure, save_figure
-from .storage import atomic_write_text, read_json_object
 from .rundir import load_config, mean_drop_rate
 from .stats import mean_std, paired_comparison
+from .storage import atomic_write_text, read_json_object
 from .uncertainty_metrics import N_BINS, OOD_PAIRS, T_VALUES
 
 __all__ = [

@@ -35,9 +35,9 @@ import torch
 from torch import Tensor, nn
 
 from ..config import Experiment
-from ..storage import atomic_write_json, file_sha256, load_checkpoint, read_json_object
 from ..rundir import json_safe, load_config, seed_dirs
 from ..stats import paired_comparison as paired_comparison
+from ..storage import atomic_write_json, file_sha256, load_checkpoint, read_json_object
 from ..training import PreparedData, RunSpec, build, model_inputs, prepare_data, trained_experiment
 from ..uncertainty_metrics import is_stochastic
 from . import attacks, corruptions, pruning

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from ..figures import pyplot, save_figure
-from ..storage import atomic_write_text, read_json_object
 from ..rundir import load_config
 from ..stats import mean_std, paired_comparison
+from ..storage import atomic_write_text, read_json_object
 from . import attacks, corruptions, pruning
 from .metrics import LOWER_IS_BETTER, PARTS, run_metrics
 
