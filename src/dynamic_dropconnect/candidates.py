@@ -13,6 +13,7 @@ from fnmatch import fnmatchcase
 
 from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvTransposeNd
+from torch.nn.parameter import UninitializedParameter
 from torch.nn.utils import parametrize
 
 from .base import WeightRegularizer
@@ -103,7 +104,14 @@ def find_candidates(model: nn.Module) -> list[Candidate]:
             weight = module._parameters[param]
             if weight is None:  # registered as None (q/k/v_proj_weight of a packed attention)
                 return
-            shape = tuple(weight.shape)
+            if isinstance(weight, UninitializedParameter):  # a lazy module before its 1st call
+                default, supported, shape = False, False, ()
+                note = (
+                    f"uninitialized parameter of {type(module).__name__} (a lazy module): run one "
+                    "forward pass (model(example_input)) before apply"
+                )
+            else:
+                shape = tuple(weight.shape)
         else:
             weight = None
             if swap:
