@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 EXTRAS ?= dev
 
-.PHONY: demo test venv lint bench clean
+.PHONY: demo test test-fast venv lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: EXTRAS = dev,huggingface,integrations,robustness
 test: venv
 	$(PY) -m pip install -q --no-deps "$(TORCHATTACKS)"
 	$(PY) -m pytest -q
+
+# The unit tests (tests/lib, tests/experiments): no other processes, examples, benchmarks or
+# optional frameworks (tests/integration), no minute-long training; for the edit-test loop.
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow and not integration"
 
 lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks examples

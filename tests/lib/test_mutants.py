@@ -37,7 +37,7 @@ def _per_sample_statistic(update: str) -> Tensor:
         nn.Linear(6, 5),
         "ddc",
         include=[""],
-        mask_mode="sample",
+        mask_mode="example",
         update=update,
         generator=torch.Generator().manual_seed(3),
     )
@@ -51,7 +51,7 @@ def _per_sample_statistic(update: str) -> Tensor:
 
 
 def test_mutant_per_sample_masked_records_effective_gradient() -> None:
-    """Bug: in ``mask_mode="sample"`` with ``update="masked"`` the recorded statistic is
+    """Bug: in ``mask_mode="example"`` with ``update="masked"`` the recorded statistic is
     ``|dL/dW|`` (the masked weight gradient) instead of ``|dL/dW_eff|``.
 
     The statistic is dense in both update modes: same weights, input and generator, so the
@@ -106,7 +106,9 @@ def test_mutant_per_sample_advances_generator() -> None:
     batch, seed = 7, 5
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(0)
-    layer = ddc.apply(nn.Linear(6, 5), "ddc", include=[""], mask_mode="sample", generator=generator)
+    layer = ddc.apply(
+        nn.Linear(6, 5), "ddc", include=[""], mask_mode="example", generator=generator
+    )
     x = torch.randn(batch, 6)
     with torch.no_grad():
         first = layer(x)

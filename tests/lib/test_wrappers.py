@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrizations, parametrize
 
 import dynamic_dropconnect as ddc
+from helpers import classification_step
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:`torch.nn.utils.weight_norm` is deprecated"),
@@ -64,17 +65,12 @@ def _mlp() -> nn.Sequential:
     return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
 
 
-def _step(model: nn.Module, x: Tensor) -> None:
-    model.zero_grad(set_to_none=True)
-    F.cross_entropy(model(x), torch.arange(len(x)) % 3).backward()
-
-
 @pytest.mark.parametrize("wrapper", list(WRAPPERS))
 def test_wrapper_after_apply_keeps_the_layer_regularized_and_removable(wrapper: str) -> None:
     model = ddc.apply(_mlp(), "ddc")
     WRAPPERS[wrapper](model[0])
     x = torch.randn(5, 6)
-    _step(model, x)
+    classification_step(model, x)
     assert sorted(ddc.regularized_layers(model)) == ["0", "2"]
     assert sorted(ddc.drop_stats(model)) == ["0", "2"]
     table = ddc.summary(model)
@@ -118,7 +114,7 @@ def test_wrapped_linear_is_regularized_by_default_on_its_effective_weight(wrappe
     assert sorted(ddc.regularized_layers(model)) == ["0", "2"]
     assert ddc.is_regularized(model[0]) and isinstance(model[0], ddc.RegularizedLinear)
     x = torch.randn(5, 6)
-    _step(model, x)
+    classification_step(model, x)
     effective = model[0].weight.detach().requires_grad_()
     h = torch.tanh(F.linear(x, effective, model[0].bias))
     F.cross_entropy(model[2](h), torch.arange(5) % 3).backward()
@@ -137,7 +133,7 @@ def test_parametrized_linear_is_listed_and_logged(caplog: pytest.LogCaptureFixtu
         ddc.apply(model, "dropconnect", p=0.5)
     assert "regularized 2 weight(s): 0.weight, 2.weight" in caplog.text
     model.train()
-    _step(model, torch.randn(4, 6))
+    classification_step(model, torch.randn(4, 6))
     assert float(model[0].regularizer.last_kept_fraction) < 1.0
 
 
@@ -212,7 +208,7 @@ def test_an_unknown_class_wrapper_after_apply_is_still_seen_and_removed() -> Non
 def test_drop_stats_does_not_step_a_spectral_norm() -> None:
     model = ddc.apply(_mlp(), "ddc")
     parametrizations.spectral_norm(model[0])
-    _step(model, torch.randn(4, 6))
+    classification_step(model, torch.randn(4, 6))
     before = copy.deepcopy(model.state_dict())
     ddc.drop_stats(model)
     for key, value in model.state_dict().items():

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import dynamic_dropconnect as ddc
-from _helpers import tiny_gpt2
+from helpers import tiny_gpt2
 
 transformers = pytest.importorskip("transformers")
 

@@ -42,7 +42,7 @@ from dynamic_dropconnect.experiments.suite import saved_run
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SRC = str(ROOT / "src")
 
 

@@ -122,7 +122,7 @@ def test_ddc_shuffled_per_sample_mode_and_generator(monkeypatch: pytest.MonkeyPa
         return original(x, weight, probs, *args, **kwargs)
 
     monkeypatch.setattr(base, "per_example_masked_op", spy)
-    layer = _ddc_layer(True, mask_mode="sample")
+    layer = _ddc_layer(True, mask_mode="example")
     layer(torch.randn(4, 64))
     expected = layer.regularizer.drop_probabilities(layer.weight)
     assert torch.equal(seen[0].flatten().sort().values, expected.flatten().sort().values)

@@ -1,4 +1,4 @@
-"""mask_mode="sample": one mask per example, chunked, equal to a naive per-example loop."""
+"""mask_mode="example": one mask per example, chunked, equal to a naive per-example loop."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def test_linear_matches_per_example_loop(update: str) -> None:
         "dropconnect",
         include=[""],
         p=0.4,
-        mask_mode="sample",
+        mask_mode="example",
         update=update,
         generator=torch.Generator().manual_seed(11),
     )
@@ -73,7 +73,7 @@ def test_chunking_does_not_change_results() -> None:
             conv,
             "ddc",
             include=[""],
-            mask_mode="sample",
+            mask_mode="example",
             max_mask_bytes=max_bytes,
             generator=torch.Generator().manual_seed(5),
         )
@@ -88,20 +88,20 @@ def test_chunking_does_not_change_results() -> None:
         torch.testing.assert_close(a, b)
 
 
-def test_conv_sample_mode_with_p_zero_equals_plain_conv() -> None:
+def test_conv_example_mode_with_p_zero_equals_plain_conv() -> None:
     conv = nn.Conv2d(2, 3, 3, stride=2, padding=1, groups=1)
     x = torch.randn(4, 2, 9, 9)
     expected = conv(x)
-    ddc.apply(conv, "dropconnect", include=[""], p=0.0, mask_mode="sample")
+    ddc.apply(conv, "dropconnect", include=[""], p=0.0, mask_mode="example")
     torch.testing.assert_close(conv(x), expected)
     grouped = nn.Conv2d(4, 4, 3, groups=2, padding_mode="circular", padding=1)
     expected = grouped(torch.ones(3, 4, 5, 5))
-    ddc.apply(grouped, "dropconnect", include=[""], p=0.0, mask_mode="sample")
+    ddc.apply(grouped, "dropconnect", include=[""], p=0.0, mask_mode="example")
     torch.testing.assert_close(grouped(torch.ones(3, 4, 5, 5)), expected)
 
 
-def test_sample_mode_records_gradient_and_needs_batch() -> None:
-    layer = ddc.apply(nn.Linear(4, 2), "ddc", include=[""], mask_mode="sample")
+def test_example_mode_records_gradient_and_needs_batch() -> None:
+    layer = ddc.apply(nn.Linear(4, 2), "ddc", include=[""], mask_mode="example")
     layer(torch.randn(3, 4)).sum().backward()
     assert layer.regularizer.has_gradient
     with pytest.raises(ValueError, match="batch dimension"):

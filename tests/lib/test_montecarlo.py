@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 import dynamic_dropconnect as ddc
 from dynamic_dropconnect.montecarlo import mc_passes
@@ -200,3 +202,80 @@ def test_huggingface_dict_inputs_take_whole_passes() -> None:
     loop, fast = _loop_then_fast(model, batch, 4, lambda: torch.manual_seed(4))
     torch.testing.assert_close(fast, loop, rtol=0, atol=0)
     assert fast.std(0).max() > 1e-4
+
+
+def test_mc_predict_on_transformer_encoder_is_not_fooled_by_the_fast_path() -> None:
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+    encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+    model = nn.Sequential(encoder, nn.Flatten(), nn.Linear(80, 4)).eval()
+    ddc.apply(model, "ddc", include=["*.linear1"])
+    assert torch.backends.mha.get_fastpath_enabled()
+    samples = ddc.mc_predict(model, torch.randn(3, 5, 16), 5, return_samples=True)
+    assert float(samples.std(0).max()) > 1e-3  # 0.0 before the fix
+    assert torch.backends.mha.get_fastpath_enabled()  # restored
+    assert not model.training
+
+
+def test_mc_predict_on_attention_weights_of_a_transformer() -> None:
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+    model = nn.Sequential(nn.TransformerEncoder(layer, 1, enable_nested_tensor=False))
+    ddc.apply(model, "dropconnect", include="*.self_attn", p=0.3)
+    names = sorted(ddc.regularized_layers(model))
+    assert names == [
+        "0.layers.0.self_attn.in_proj_weight",
+        "0.layers.0.self_attn.out_proj.weight",
+    ]
+    out = ddc.mc_predict(model, torch.randn(2, 4, 16), 4, return_samples=True)
+    assert float(out.std(0).max()) > 1e-3
+
+
+def test_mc_predict_refuses_identical_samples_from_a_bypassed_mask() -> None:
+    class Bypass(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 3)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return F.linear(x, self.lin.weight, self.lin.bias)  # never calls self.lin
+
+    model = ddc.apply(Bypass(), "dropconnect", p=0.5)
+    with pytest.raises(RuntimeError, match="identical.*lin"):
+        ddc.mc_predict(model, torch.randn(2, 4), 3)
+    assert ddc.mc_predict(model, torch.randn(2, 4), 3, check_spread=False).shape == (2, 3)
+
+
+def test_mc_predict_inputs_and_outputs_of_any_shape() -> None:
+    class DictModel(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 3)
+
+        def forward(self, input_ids: Tensor, scale: float = 1.0) -> SimpleNamespace:
+            return SimpleNamespace(logits=self.lin(input_ids) * scale, loss=None)
+
+    torch.manual_seed(0)
+    model = ddc.apply(DictModel(), "dropconnect", p=0.5)
+    x = torch.randn(5, 4)
+    by_dict = ddc.mc_predict(model, {"input_ids": x, "scale": 2.0}, 6)
+    assert by_dict.shape == (5, 3) and torch.allclose(by_dict.sum(-1), torch.ones(5))
+    by_tuple = ddc.mc_predict(model, (x,), 6)
+    assert by_tuple.shape == (5, 3)
+    custom = ddc.mc_predict(model, x, 6, forward_fn=lambda m, t: {"logits": m(t).logits})
+    assert custom.shape == (5, 3)
+    with pytest.raises(TypeError, match="cannot find logits.*SimpleNamespace"):
+        ddc.mc_predict(model, x, 2, forward_fn=lambda m, t: SimpleNamespace(scores=m(t).logits))
+    with pytest.raises(ValueError, match="n_samples must be a positive int, got 0"):
+        ddc.mc_predict(model, x, 0)
+
+
+def test_mc_predict_samples_dropout_subclasses() -> None:
+    class MyDropout(nn.modules.dropout._DropoutNd):
+        def forward(self, x: Tensor) -> Tensor:
+            return F.dropout(x, self.p, self.training)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), MyDropout(0.5), nn.Linear(8, 3)).eval()
+    samples = ddc.mc_predict(model, torch.randn(5, 4), 4, return_samples=True)
+    assert float(samples.std(0).max()) > 1e-3 and not model[1].training

@@ -195,7 +195,7 @@ def test_large_half_gradient_is_recorded() -> None:
 def test_sample_mode_kept_fraction_in_every_dtype(dtype: torch.dtype) -> None:
     # The kept count was summed in the weight's dtype: Inf in float16 past 65504 entries.
     torch.manual_seed(8)
-    layer = ddc.apply(nn.Linear(256, 256), "dropconnect", include=[""], p=0.3, mask_mode="sample")
+    layer = ddc.apply(nn.Linear(256, 256), "dropconnect", include=[""], p=0.3, mask_mode="example")
     layer.to(dtype).train()
     out = layer(torch.randn(64, 256).to(dtype))  # 64 x 65536 = 4.2M draws
     assert torch.isfinite(out).all()

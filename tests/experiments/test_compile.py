@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from torch import nn
 
 import dynamic_dropconnect as ddc
-from _helpers import metrics_without_time
 from dynamic_dropconnect.experiments.cli import main
 from dynamic_dropconnect.experiments.config import get_experiment
 from dynamic_dropconnect.experiments.training import (
@@ -24,6 +23,7 @@ from dynamic_dropconnect.experiments.training import (
     train_run,
     uses_channels_last,
 )
+from helpers import metrics_without_time
 
 
 @pytest.fixture(autouse=True)

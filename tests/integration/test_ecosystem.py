@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import dynamic_dropconnect as ddc
-from _helpers import tiny_gpt2
+from helpers import tiny_gpt2
 
 IDS = torch.randint(0, 100, (2, 8), generator=torch.Generator().manual_seed(0))
 

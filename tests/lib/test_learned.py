@@ -130,7 +130,7 @@ def test_learned_curves_and_validation() -> None:
     with pytest.raises(ValueError, match="rescale must be one of 'expected', 'per_edge'"):
         ddc.LearnedDropConnect(rescale="empirical")
     with pytest.raises(ValueError, match="mask_mode is fixed to 'batch'"):
-        ddc.LearnedDropConnect(mask_mode="sample")
+        ddc.LearnedDropConnect(mask_mode="example")
     with pytest.raises(TypeError, match="shuffle must be True or False, got 'no'"):
         ddc.LearnedDropConnect(shuffle="no")
     with pytest.raises(ValueError, match="hidden must be a whole number >= 0"):

@@ -1,7 +1,7 @@
 """Dataset layer: real-format loaders on tiny fake files, verification, lookup, protocol, augment.
 
 Every fake file is written in the dataset's real on-disk format; the checksum table is patched
-with the fakes' digests (``_fake_data.patch_checksums``) so the production verification runs.
+with the fakes' digests (``fake_data.patch_checksums``) so the production verification runs.
 """
 
 from __future__ import annotations
@@ -18,14 +18,6 @@ import numpy as np
 import pytest
 import torch
 
-from _fake_data import (
-    cifar_pickle,
-    idx_bytes,
-    norb_bytes,
-    patch_checksums,
-    tar_gz,
-    write,
-)
 from dynamic_dropconnect.experiments import datasets as ds
 from dynamic_dropconnect.experiments.datasets import (
     DATASETS,
@@ -45,6 +37,14 @@ from dynamic_dropconnect.experiments.datasets import (
     resize,
     train_val_split,
     verify_dataset,
+)
+from fake_data import (
+    cifar_pickle,
+    idx_bytes,
+    norb_bytes,
+    patch_checksums,
+    tar_gz,
+    write,
 )
 
 IDX_NAMES = (

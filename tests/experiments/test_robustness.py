@@ -17,13 +17,13 @@ from dynamic_dropconnect.experiments import robustness
 from dynamic_dropconnect.experiments.cli import main
 from dynamic_dropconnect.experiments.config import Experiment
 from dynamic_dropconnect.experiments.datasets import load_dataset
-from dynamic_dropconnect.experiments.storage import load_checkpoint, save_checkpoint
 from dynamic_dropconnect.experiments.report import load_config
 from dynamic_dropconnect.experiments.robustness import (
     RobustnessError,
     evaluate_run,
     pruning,
 )
+from dynamic_dropconnect.experiments.storage import load_checkpoint, save_checkpoint
 from dynamic_dropconnect.experiments.training import RunSpec, _inputs, build, prepare_data
 
 pytest.importorskip("scipy")
