@@ -75,7 +75,7 @@ def _write_seed(
         "seconds",
     ]
     if regularized:
-        fields += [f"drop_rate/{LAYER}", f"mean_drop_prob/{LAYER}"]
+        fields += [f"drop_rate/{LAYER}", f"mean_drop_prob/{LAYER}", f"mask_var/{LAYER}"]
     with open(folder / "metrics.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
@@ -94,6 +94,7 @@ def _write_seed(
             if regularized:
                 row[f"drop_rate/{LAYER}"] = 0.5 + 0.01 * seed
                 row[f"mean_drop_prob/{LAYER}"] = 0.48
+                row[f"mask_var/{LAYER}"] = 0.2 + 0.01 * epoch  # mean over epochs 0.225
             writer.writerow(row)
     i = seed % 3  # extra seeds reuse the known numbers
     result = {
@@ -233,7 +234,9 @@ def test_degenerate_cases_give_nan_without_warnings() -> None:
         empty = paired_comparison([], [])
         assert empty["n"] == 0 and math.isnan(empty["mean_diff"])
         table = format_table(single)
-        assert "| **ddc** | 1 | — | 90.00 |" in table  # no metrics.csv: rate unknown
+        assert (
+            "| **ddc** | 1 | — | — | 90.00 |" in table
+        )  # no metrics.csv: rate and variance unknown
 
 
 def test_wilcoxon_from_five_pairs() -> None:
@@ -250,7 +253,7 @@ def test_format_table_values(run_dir: Path) -> None:
     table = format_table(summary)
     lines = table.splitlines()
     assert lines[0].startswith(
-        "| method | seeds | edge drop rate | test acc @ best val (mean ± std) |"
+        "| method | seeds | edge drop rate | mask variance | test acc @ best val (mean ± std) |"
     )
     assert "max over epochs (optimistic)" in lines[0] and "paired p (t)" in lines[0]
     rows = {line.split("|")[1].strip(): line for line in lines[2:5]}
@@ -258,9 +261,9 @@ def test_format_table_values(run_dir: Path) -> None:
     ddc_mean, ddc_std = _hand_mean_std(BEST["ddc"])
     assert f"{100 * ddc_mean:.2f} ± {100 * ddc_std:.2f}" == "98.90 ± 0.36"
     # drop_rate/linear1 is 0.5 + 0.01 * seed in every epoch: mean over seeds 0.51
-    assert "| **ddc** | 3 | 0.510 | 98.90 ± 0.36 |" in rows["**ddc**"]
+    assert "| **ddc** | 3 | 0.510 | 0.225 | 98.90 ± 0.36 |" in rows["**ddc**"]
     none_mean, none_std = _hand_mean_std(BEST["none"])
-    assert f"| none | 3 | — | {100 * none_mean:.2f} ± {100 * none_std:.2f} |" in rows["none"]
+    assert f"| none | 3 | — | — | {100 * none_mean:.2f} ± {100 * none_std:.2f} |" in rows["none"]
     assert "+1.03 (n=3)" in rows["none"]  # (0.010 + 0.004 + 0.017) / 3 = 1.03 pp
     p_none = stats.ttest_rel(BEST["ddc"], BEST["none"]).pvalue
     assert rows["none"].rstrip().endswith(f"| {p_none:.3g} |")

@@ -35,6 +35,7 @@ __all__ = [
     "load_train_losses",
     "load_tuning",
     "mean_drop_rate",
+    "mean_mask_variance",
     "method_order",
     "seed_dirs",
 ]
@@ -54,9 +55,20 @@ def load_config(run_dir: str | Path) -> dict[str, Any]:
 def mean_drop_rate(run_dir: Path) -> float:
     """Realized drop rate of one run (``runs/<method>/seed<k>``), averaged over its epochs and
     regularized layers; NaN for a run that drops no edges (none, dropout, ...)."""
+    return _mean_of_columns(run_dir, "drop_rate/")
+
+
+def mean_mask_variance(run_dir: Path) -> float:
+    """Mean mask variance p_ij(1 - p_ij) of one run, averaged over its epochs and regularized
+    layers (the noise a method injects: DropConnect at rate p has p(1 - p), a method with
+    uneven p_ij less at the same mean rate); NaN for a run without it in ``metrics.csv``."""
+    return _mean_of_columns(run_dir, "mask_var/")
+
+
+def _mean_of_columns(run_dir: Path, prefix: str) -> float:
     columns = load_metrics(run_dir / "metrics.csv")
-    rates = [v for k, v in columns.items() if k.startswith("drop_rate/")]
-    return float(np.nanmean(np.stack(rates))) if rates else float("nan")
+    values = [v for k, v in columns.items() if k.startswith(prefix)]
+    return float(np.nanmean(np.stack(values))) if values else float("nan")
 
 
 def seed_dirs(run_dir: Path) -> list[tuple[str, int, Path]]:
@@ -100,6 +112,7 @@ def load_results(run_dir: str | Path) -> list[dict[str, Any]]:
         data.setdefault("method", method)
         data.setdefault("seed", seed)
         data.setdefault("edge_drop_rate", mean_drop_rate(folder))
+        data.setdefault("edge_mask_variance", mean_mask_variance(folder))
         results.append(data)
     order = {
         m: i

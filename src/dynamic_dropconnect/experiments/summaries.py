@@ -57,9 +57,10 @@ def summarize(
     methods: dict[str, Any] = {}
     for method, seeds in by_method.items():
         entry: dict[str, Any] = {"n": len(seeds), "seeds": sorted(seeds)}
-        rates = [to_float(seeds[s].get("edge_drop_rate")) for s in sorted(seeds)]
-        if rates and all(math.isfinite(r) for r in rates):  # methods that drop edges
-            entry["edge_drop_rate"] = float(np.mean(rates))
+        for key in ("edge_drop_rate", "edge_mask_variance"):  # for methods that drop edges
+            values = [to_float(seeds[s].get(key)) for s in sorted(seeds)]
+            if values and all(math.isfinite(v) for v in values):
+                entry[key] = float(np.mean(values))
         for metric in METRICS:
             values = [to_float(seeds[s].get(metric)) for s in sorted(seeds)]
             mean, std = mean_std(values)

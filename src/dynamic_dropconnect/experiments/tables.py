@@ -74,9 +74,9 @@ def fmt_pvalue(value: float | None) -> str:
 def format_table(summary: dict[str, Any]) -> str:
     """The summary as a Markdown table with a note line under it.
 
-    Columns: method | seeds | edge drop rate | test acc @ best val (mean ± std) | final test
-    acc | max over epochs (optimistic) | Δ vs reference | paired p (t). Accuracies in percent,
-    2 decimals; Δ in percentage points, ``reference − method`` (positive: the reference is better).
+    Columns: method | seeds | edge drop rate | mask variance | test acc @ best val (mean ± std)
+    | final test acc | max over epochs (optimistic) | Δ vs reference | paired p (t). Accuracies
+    in percent, 2 decimals; Δ in percentage points, ``reference − method`` (positive: the reference is better).
     A method in ``summary["flags"]`` (:func:`.summaries.flag_uninformative`) is marked
     ``⚠ <reason>``.
     """
@@ -88,6 +88,7 @@ def format_table(summary: dict[str, Any]) -> str:
         "seeds",
         *(["tuned (on validation)"] if tuned else []),
         "edge drop rate",
+        "mask variance",
         "test acc @ best val (mean ± std)",
         "final test acc",
         "max over epochs (optimistic)",
@@ -121,6 +122,7 @@ def format_table(summary: dict[str, Any]) -> str:
                     str(entry["n"]),
                     *([format_point(entry.get("tuned"))] if tuned else []),
                     f"{entry['edge_drop_rate']:.3f}" if "edge_drop_rate" in entry else "—",
+                    f"{entry['edge_mask_variance']:.3f}" if "edge_mask_variance" in entry else "—",
                     fmt_pct_pm(entry["test_acc_at_best_val"]),
                     fmt_pct_pm(entry["final_test_acc"]),
                     fmt_pct_pm(entry["max_test_acc"]),
@@ -146,7 +148,9 @@ def format_table(summary: dict[str, Any]) -> str:
         f"power*: seed pairs a two-sided paired t-test at alpha 0.05 would need to detect the "
         f"observed effect (mean Δ / sd of Δ) with 80 % power. *edge drop rate*: the realized "
         f"fraction of dropped weights during training, mean over epochs, layers and seeds "
-        f"(— : the method drops activations or nothing)."
+        f"(— : the method drops activations or nothing). *mask variance*: the mean over edges "
+        f"of p_ij(1 − p_ij), the noise the mask injects (DropConnect at rate p: p(1 − p); "
+        f"uneven rates give less at the same mean rate), mean over epochs, layers and seeds."
         + (
             " *tuned*: the grid point each method chose on the validation split before its "
             "evaluation seeds (see Tuning below); — : the method takes none of the tuned names."
