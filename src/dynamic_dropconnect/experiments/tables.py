@@ -76,9 +76,9 @@ def format_table(summary: dict[str, Any]) -> str:
 
     Columns: method | seeds | edge drop rate | mask variance | test acc @ best val (mean ± std)
     | final test acc | max over epochs (optimistic) | Δ vs reference | paired p (t). Accuracies
-    in percent, 2 decimals; Δ in percentage points, ``reference − method`` (positive: the reference is better).
-    A method in ``summary["flags"]`` (:func:`.summaries.flag_uninformative`) is marked
-    ``⚠ <reason>``.
+    in percent, 2 decimals; Δ in percentage points, ``reference − method`` (positive: the
+    reference is better). A method in ``summary["flags"]``
+    (:func:`.summaries.flag_uninformative`) is marked ``⚠ <reason>``.
     """
     ref = summary["reference"]
     flags: dict[str, list[str]] = summary.get("flags") or {}
