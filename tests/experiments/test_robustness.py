@@ -7,16 +7,19 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
+from matplotlib.colors import to_hex
 
 import dynamic_dropconnect as ddc
 from dynamic_dropconnect.experiments import robustness
 from dynamic_dropconnect.experiments.cli import main
 from dynamic_dropconnect.experiments.config import Experiment
 from dynamic_dropconnect.experiments.datasets import load_dataset
+from dynamic_dropconnect.experiments.figures import method_style
 from dynamic_dropconnect.experiments.report import load_config
 from dynamic_dropconnect.experiments.robustness import (
     RobustnessError,
@@ -238,10 +241,22 @@ def test_pruning_cache_keyed_on_checkpoint(
 
 @needs_kornia
 @needs_torchattacks
-def test_command_end_to_end(run_dir: Path, tmp_path: Path) -> None:
+def test_command_end_to_end(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     work = tmp_path / "run"
     shutil.copytree(run_dir, work)
+    figures: dict[str, Any] = {}
+    save = robustness.render.save_figure
+
+    def keep(fig: Any, path: Path) -> Path:
+        figures[path.name] = fig
+        return save(fig, path)
+
+    monkeypatch.setattr(robustness.render, "save_figure", keep)
     assert main(["robustness", str(work), "--examples", "60"]) == 0
+    for name, fig in figures.items():  # every method in its fixed colour, like every other plot
+        drawn = {to_hex(line.get_color()) for ax in fig.axes for line in ax.lines}
+        assert drawn == {to_hex(method_style(m)[0]) for m in ("none", "ddc")}, name
+        assert fig.legends and "digits-mlp" in fig._suptitle.get_text(), name
     text = (work / "robustness.md").read_text()
     for heading in ("## Corruptions", "## Adversarial", "## Edge removal", "## Paired tests"):
         assert heading in text

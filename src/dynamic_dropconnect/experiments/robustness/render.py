@@ -12,7 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from ..figures import pyplot, save_figure
+from ..figures import (
+    figure_title,
+    legend_below,
+    method_handle,
+    method_style,
+    panel_figure,
+    save_figure,
+    titled,
+)
 from ..rundir import load_config
 from ..stats import mean_std, paired_comparison
 from ..storage import atomic_write_text, read_json_object
@@ -193,26 +201,30 @@ def _p(value: float | None) -> str:
 
 
 def _plots(run_dir: Path, by_method: dict[str, list[dict[str, Any]]], parts: list[str]) -> list:
-    """Accuracy against severity, ε and the fraction removed, mean over seeds; the paths written."""
+    """Accuracy against severity, ε and the fraction removed, mean over seeds, each method in
+    its fixed colour and marker (:func:`.figures.method_style`); the paths written."""
     if not by_method:
         return []
-    plt = pyplot()
     made = []
+    experiment = str(load_config(run_dir).get("settings", {}).get("name", run_dir.name))
+    handles = [method_handle(m, f"{m} (n={len(rs)})") for m, rs in by_method.items()]
 
     def mean_curve(rs: list[dict[str, Any]], get: Callable[[dict[str, Any]], list[float]]):
         return 100 * np.mean([get(r) for r in rs], axis=0)
 
+    def draw(ax: Any, method: str, x: Sequence[float], y: Any, **line: Any) -> None:
+        colour, marker = method_style(method)
+        ax.plot(x, y, color=colour, **({"marker": marker, "ms": 4} | line))
+
+    def finish(fig: Any, what: str, name: str, extra: Sequence[Any] = ()) -> None:
+        legend_below(fig, [*handles, *extra])
+        figure_title(fig, titled(what, experiment))
+        made.append(save_figure(fig, run_dir / "plots" / name))
+
     if "corruptions" in parts:
         names = list(corruptions.CORRUPTIONS)
-        cols = 4
-        fig, axes = plt.subplots(
-            math.ceil(len(names) / cols),
-            cols,
-            figsize=(3.0 * cols, 2.4 * math.ceil(len(names) / cols)),
-            squeeze=False,
-            sharey=True,
-        )
-        for ax, name in zip(axes.flat, names, strict=False):
+        fig, axes = panel_figure(len(names), (3.0, 2.4), max_cols=4)
+        for ax, name in zip(axes, names, strict=True):
             for m, rs in by_method.items():
                 curve = mean_curve(
                     rs,
@@ -220,16 +232,16 @@ def _plots(run_dir: Path, by_method: dict[str, list[dict[str, Any]]], parts: lis
                         [r["clean_accuracy"]] + r["parts"]["corruptions"]["accuracy"][n]
                     ),
                 )
-                ax.plot([0, *corruptions.SEVERITIES], curve, marker="o", ms=3, label=m)
+                draw(ax, m, [0, *corruptions.SEVERITIES], curve)
             ax.set(title=name, xlabel="severity", ylabel="accuracy %")
-        for ax in list(axes.flat)[len(names) :]:
-            ax.axis("off")
-        axes.flat[0].legend(fontsize=7)
-        fig.tight_layout()
-        made.append(save_figure(fig, run_dir / "plots" / "robustness_corruptions.png"))
+            ax.grid(alpha=0.3)
+        finish(
+            fig, "test accuracy under corruptions (mean over seeds)", "robustness_corruptions.png"
+        )
     if "adversarial" in parts:
-        fig, axes = plt.subplots(1, len(attacks.ATTACKS), figsize=(4.2 * len(attacks.ATTACKS), 3.2))
-        for ax, name in zip(np.atleast_1d(axes), attacks.ATTACKS, strict=True):
+        fig, axes = panel_figure(len(attacks.ATTACKS), (4.2, 3.2))
+        eot_drawn = False
+        for ax, name in zip(axes, attacks.ATTACKS, strict=True):
             for m, rs in by_method.items():
                 eps = list(rs[0]["parts"]["adversarial"][name])
                 curve = mean_curve(
@@ -238,7 +250,7 @@ def _plots(run_dir: Path, by_method: dict[str, list[dict[str, Any]]], parts: lis
                         [r["clean_accuracy"]] + [r["parts"]["adversarial"][a][k] for k in e]
                     ),
                 )
-                ax.plot([0.0, *map(float, eps)], curve, marker="o", ms=3, label=m)
+                draw(ax, m, [0.0, *map(float, eps)], curve)
                 if name == "pgd" and all("pgd_eot" in r["parts"]["adversarial"] for r in rs):
                     eot = mean_curve(
                         rs,
@@ -247,15 +259,20 @@ def _plots(run_dir: Path, by_method: dict[str, list[dict[str, Any]]], parts: lis
                             + [r["parts"]["adversarial"]["pgd_eot"][k] for k in e]
                         ),
                     )
-                    ax.plot([0.0, *map(float, eps)], eot, ls="--", marker="x", ms=3,
-                            color=ax.lines[-1].get_color(), label=f"{m} MC, EOT")  # fmt: skip
+                    draw(ax, m, [0.0, *map(float, eps)], eot, ls="--", marker="x")
+                    eot_drawn = True
             ax.set(title=name.upper(), xlabel="ε (pixel space)", ylabel="accuracy %")
-        np.atleast_1d(axes)[-1].legend(fontsize=7)
-        fig.tight_layout()
-        made.append(save_figure(fig, run_dir / "plots" / "robustness_adversarial.png"))
+            ax.grid(alpha=0.3)
+        extra = []
+        if eot_drawn:
+            from matplotlib.lines import Line2D
+
+            extra = [Line2D([], [], color="grey", ls="--", marker="x", label="MC network, EOT")]
+        finish(fig, "test accuracy under attack (mean over seeds)", "robustness_adversarial.png",
+               extra)  # fmt: skip
     if "pruning" in parts:
-        fig, axes = plt.subplots(1, len(pruning.HOW), figsize=(4.2 * len(pruning.HOW), 3.2))
-        for ax, how in zip(np.atleast_1d(axes), pruning.HOW, strict=True):
+        fig, axes = panel_figure(len(pruning.HOW), (4.2, 3.2))
+        for ax, how in zip(axes, pruning.HOW, strict=True):
             for m, rs in by_method.items():
                 fs = list(rs[0]["parts"]["pruning"][how])
                 curve = mean_curve(
@@ -264,9 +281,8 @@ def _plots(run_dir: Path, by_method: dict[str, list[dict[str, Any]]], parts: lis
                         [r["clean_accuracy"]] + [r["parts"]["pruning"][h][k] for k in f]
                     ),
                 )
-                ax.plot([0.0, *map(float, fs)], curve, marker="o", ms=3, label=m)
+                draw(ax, m, [0.0, *map(float, fs)], curve)
             ax.set(title=f"{how} edge removal", xlabel="fraction removed f", ylabel="accuracy %")
-        np.atleast_1d(axes)[0].legend(fontsize=7)
-        fig.tight_layout()
-        made.append(save_figure(fig, run_dir / "plots" / "robustness_pruning.png"))
+            ax.grid(alpha=0.3)
+        finish(fig, "test accuracy after edge removal, no retraining", "robustness_pruning.png")
     return made
