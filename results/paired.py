@@ -1,15 +1,17 @@
-"""The paired comparisons behind the README's Fashion-MNIST verdict, recomputed from run files.
+"""The paired comparisons behind the README's tuned verdicts, recomputed from run files.
 
-Usage: python results/fashion-short-tuned/paired.py RUN_DIR VM_RUN_DIR > paired.md
-RUN_DIR: the tuned comparison (fashion-short-tuned); VM_RUN_DIR: DropConnect at the
-variance-matched rate (fashion-short-tuned-vm). Pairs are by seed (seeds both runs have);
-the test accuracy at the epoch of best validation accuracy; Holm over the rows of the table.
+Usage: python results/paired.py RUN_DIR [--vm VM_RUN_DIR] [--extra RUN_DIR ...] > paired.md
+RUN_DIR: a tuned comparison (e.g. fashion-short-tuned, mnist-short-tuned); --vm: DropConnect
+at the variance-matched rate (fashion-short-tuned-vm), named dropconnect-vm here; --extra: a
+run directory of further methods (e.g. the unbiased controls), taken by their names. Pairs
+are by seed (seeds both runs have), on the test accuracy at the epoch of best validation
+accuracy; a pair whose methods have fewer than 2 common seeds is left out; Holm over the rows.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 from dynamic_dropconnect.experiments.stats import holm, paired_comparison
@@ -25,7 +27,12 @@ def scores(run_dir: Path, method: str) -> dict[int, float]:
 
 
 def main() -> None:
-    run, vm = Path(sys.argv[1]), Path(sys.argv[2])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--vm", type=Path)
+    parser.add_argument("--extra", type=Path, action="append", default=[])
+    args = parser.parse_args()
+    run, vm = args.run, args.vm
     table = {
         m: scores(run, m)
         for m in (
@@ -38,7 +45,10 @@ def main() -> None:
             "ddc-learned-shuffled",
         )
     }
-    table["dropconnect-vm"] = scores(vm, "dropconnect")
+    table["dropconnect-vm"] = scores(vm, "dropconnect") if vm else {}
+    for extra in args.extra:
+        for folder in sorted(p for p in (extra / "runs").iterdir() if p.is_dir()):
+            table[folder.name] = scores(extra, folder.name)
     pairs = [
         ("ddc", "none"),
         ("ddc", "dropconnect"),
@@ -48,11 +58,15 @@ def main() -> None:
         ("ddc-learned", "ddc"),
         ("ddc-learned", "ddc-learned-shuffled"),
         ("ddc-learned", "dropconnect-vm"),
+        ("ddc", "ddc-unbiased"),
+        ("ddc-learned", "ddc-learned-unbiased"),
         ("dropout", "none"),
         ("dropconnect", "none"),
     ]
     rows = []
     for a, b in pairs:
+        if a not in table or b not in table:
+            continue
         seeds = sorted(set(table[a]) & set(table[b]))
         if len(seeds) < 2:
             continue
