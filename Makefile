@@ -31,9 +31,9 @@ test: venv
 	$(PY) -m pytest -q
 
 # The unit tests (tests/lib, tests/experiments): no other processes, examples, benchmarks or
-# optional frameworks (tests/integration), no minute-long training; for the edit-test loop.
+# optional frameworks (tests/integration), no training through the suite (slow); two workers.
 test-fast: venv
-	$(PY) -m pytest -q -m "not slow and not integration"
+	$(PY) -m pytest -q -n 2 -m "not slow and not integration"
 
 lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks examples

@@ -63,6 +63,7 @@ def _plant_exploit(checkpoint: Path, marker: Path) -> None:
 # 1. Code execution from a run directory ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_checkpoint_that_would_run_code(
     small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -77,6 +78,7 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_uncertainty_refuses_a_checkpoint_that_would_run_code(
     small_run: Path, tmp_path: Path
 ) -> None:
@@ -95,6 +97,7 @@ def test_no_unsafe_torch_load_in_src() -> None:
     assert offenders == []
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_with_weights_only(small_run: Path) -> None:
     state = torch.load(small_run / "runs/ddc/seed0/checkpoint.pt", weights_only=True)
     assert isinstance(state["rng"], torch.Tensor) and len(state["rows"]) == 2
@@ -104,6 +107,7 @@ def test_checkpoint_loads_with_weights_only(small_run: Path) -> None:
 # 2. Stale uncertainty caches -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_uncertainty_recomputes_after_the_checkpoint_changed(tmp_path: Path) -> None:
     from dynamic_dropconnect.experiments.config import get_experiment
     from dynamic_dropconnect.experiments.training import RunSpec, prepare_data, train_run
@@ -131,6 +135,7 @@ def test_uncertainty_recomputes_after_the_checkpoint_changed(tmp_path: Path) -> 
 # 3. --out into someone else's directory --------------------------------------------------
 
 
+@pytest.mark.slow
 def test_out_into_a_non_empty_directory_without_a_run_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -160,6 +165,7 @@ def test_out_into_a_non_empty_directory_without_a_run_is_refused(
 # 4. Corrupt checkpoints and diverged training --------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_corrupt_checkpoint(
     small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -178,6 +184,7 @@ def test_resume_refuses_a_corrupt_checkpoint(
     assert "No complete run yet" in (run / "results.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_checkpoint_without_checksum_still_resumes(small_run: Path, tmp_path: Path) -> None:
     # Run directories written before checksums existed stay resumable.
     run = _copy(small_run, tmp_path)
@@ -263,6 +270,7 @@ def test_out_below_a_file_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "notes.txt" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_broken_run_files_are_named(
     small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -280,6 +288,7 @@ def test_broken_run_files_are_named(
     assert str(run / "config.json") in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_is_named(small_run: Path, tmp_path: Path) -> None:
     run = _copy(small_run, tmp_path)
     checkpoint = run / "runs/ddc/seed0/checkpoint.pt"
@@ -332,6 +341,7 @@ def _lock_of(pid: int) -> str:
     return json.dumps({"pid": pid, "host": socket.gethostname(), "started": "earlier"})
 
 
+@pytest.mark.slow
 def test_a_run_directory_in_use_is_refused(
     small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -349,6 +359,7 @@ def test_a_run_directory_in_use_is_refused(
 # 5. Signals reach the workers ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_stale_lock_is_named_and_taken_over(
     small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

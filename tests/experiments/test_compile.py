@@ -38,6 +38,7 @@ def _mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 4))
 
 
+@pytest.mark.slow
 def test_compiled_ddc_keeps_random_masks_eager_statistic_and_plain_eval() -> None:
     plain = _mlp()
     eager = ddc.apply(copy.deepcopy(plain), "ddc", p=0.3, pg=0.5)
@@ -84,6 +85,7 @@ def _digits_run(tmp: Path, **kwargs: object) -> dict:
     return train_run(spec, tmp, data, progress=False, **kwargs)
 
 
+@pytest.mark.slow
 def test_resumed_compiled_run_equals_uninterrupted_compiled_run(tmp_path: Path) -> None:
     straight = _digits_run(tmp_path / "a", resume=False)
     assert straight["compile"] is True and straight["compile_warmup_seconds"] > 0
@@ -108,6 +110,7 @@ def test_resumed_compiled_run_equals_uninterrupted_compiled_run(tmp_path: Path) 
     assert resumed["final_test_acc"] == straight["final_test_acc"]
 
 
+@pytest.mark.slow
 def test_compile_is_recorded_and_resume_under_the_other_setting_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -120,6 +123,7 @@ def test_compile_is_recorded_and_resume_under_the_other_setting_is_refused(
     assert "compile: False -> True" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_channels_last_is_the_eager_default_for_cnns_and_changes_only_rounding(
     tmp_path: Path,
 ) -> None:

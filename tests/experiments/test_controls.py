@@ -239,6 +239,7 @@ def test_learned_shuffled_theta_learns_from_the_unshuffled_map(
     assert float((got[0] - other[0]).abs().max()) > 100 * 1e-4 * float(got[0].abs().max())
 
 
+@pytest.mark.slow
 def test_learned_shuffled_holds_its_rate_while_training() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 3))
@@ -273,6 +274,7 @@ def _mean_ratio(reg: nn.Module, weight: Tensor, draws: int) -> tuple[Tensor, Ten
     return mean, ((square / draws - mean * mean).clamp_min(0) / draws).sqrt()
 
 
+@pytest.mark.slow
 def test_learned_unbiased_keeps_every_edge_weight_in_expectation() -> None:
     # Tolerance: 4.5 standard errors (3000 edge tests) plus 1.5 % for the relaxed mask at
     # temperature 0.1, whose mean is within 1.3 % of 1 - p for p <= 0.95 (measured, 4e6 draws).
@@ -418,6 +420,7 @@ def _row(path: Path) -> tuple[list[str], dict[str, str]]:
     return list(reader.fieldnames or []), rows[-1]
 
 
+@pytest.mark.slow
 def test_metrics_log_mask_var_beside_mean_drop_prob(digits_runs: dict[str, Path]) -> None:
     for method, path in digits_runs.items():
         header, row = _row(path)

@@ -63,6 +63,7 @@ def _digits_run(tmp: Path, **kwargs: object) -> dict:
     return train_run(RunSpec(experiment, "ddc", 1), tmp, data, progress=False, **kwargs)
 
 
+@pytest.mark.slow
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path) -> None:
     straight = _digits_run(tmp_path / "a", resume=False)
     partial = _digits_run(tmp_path / "b", stop_after_epoch=2)
@@ -77,6 +78,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_ddc_compare_end_to_end_on_digits(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "run"
     code = main(
@@ -117,12 +119,14 @@ def test_cli_errors_and_listing(tmp_path: Path, capsys: pytest.CaptureFixture) -
     assert main(["data", "list", "digits"]) == 0
 
 
+@pytest.mark.slow
 def test_ddc_synthetic_writes_figure(tmp_path: Path) -> None:
     assert main(["synthetic", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "figure1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "synthetic.json").read_text())
 
 
+@pytest.mark.slow
 def test_sweep_writes_heatmaps(tmp_path: Path) -> None:
     code = main(
         [

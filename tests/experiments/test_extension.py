@@ -261,6 +261,7 @@ def test_plugin_errors_name_the_module(tmp_path: Path) -> None:
         plugins.load_plugins(["not a module"])
 
 
+@pytest.mark.slow
 def test_an_entry_point_plugin_is_loaded_without_a_flag(tmp_path: Path) -> None:
     info = tmp_path / "ddc_ep_plugin-0.1.dist-info"
     info.mkdir()
@@ -309,6 +310,7 @@ def _results(out: Path) -> dict[str, float]:
     }
 
 
+@pytest.mark.slow
 def test_docs_plugin_runs_end_to_end_with_jobs_and_resume(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -351,6 +353,7 @@ def test_docs_plugin_runs_end_to_end_with_jobs_and_resume(
     assert _results(out) == first  # the same seed, model and data: the same numbers
 
 
+@pytest.mark.slow
 def test_docs_npz_example_through_compare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _docs_plugin(tmp_path)
     monkeypatch.chdir(tmp_path)  # the example writes bars.npz into the current directory
@@ -363,6 +366,7 @@ def test_docs_npz_example_through_compare(tmp_path: Path, monkeypatch: pytest.Mo
     assert result["settings"]["dataset"] == "npz:bars.npz"
 
 
+@pytest.mark.slow
 def test_a_folder_dataset_through_compare(tmp_path: Path) -> None:
     pytest.importorskip("PIL")
     root = tmp_path / "shapes"
@@ -392,6 +396,7 @@ def _readme_resume_command() -> list[str]:
     return line.split("#")[0].split()
 
 
+@pytest.mark.slow
 def test_the_readme_resume_command_works_as_written(
     tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -425,6 +430,7 @@ def test_the_readme_resume_command_works_as_written(
     assert "holds a `ddc compare` run" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_sweep_resumes_from_its_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "sweep"
     args = ["sweep", "--p", "0.2", "--pg", "0.25,0.5", "--no-matched", "--seeds", "1"]

@@ -299,6 +299,7 @@ def test_xavier_init(case: tuple[str, int, int, int]) -> None:
     assert checked >= 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_all_parameters_get_gradients(case: tuple[str, int, int, int]) -> None:
     model = xavier_init(make(case)).train()

@@ -418,6 +418,7 @@ subset = 300
 """
 
 
+@pytest.mark.slow
 def test_cli_config_and_set_are_applied_recorded_and_resumed(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

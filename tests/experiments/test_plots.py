@@ -104,6 +104,7 @@ def test_palette_is_fixed_distinct_and_colour_blind_safe() -> None:
     assert method_style("my-new-method") != method_style("my-other-method")
 
 
+@pytest.mark.slow
 def test_a_method_keeps_its_colour_across_plots_and_runs(
     tmp_path: Path, figures: dict[str, Any]
 ) -> None:
@@ -129,6 +130,7 @@ def test_a_method_keeps_its_colour_across_plots_and_runs(
     }
 
 
+@pytest.mark.slow
 def test_twelve_methods_get_twelve_colours(tmp_path: Path, figures: dict[str, Any]) -> None:
     methods = list(METHOD_STYLES)[:12]
     run = _fake_run(tmp_path / "run", "digits-mlp", methods, seeds=1)
@@ -137,6 +139,7 @@ def test_twelve_methods_get_twelve_colours(tmp_path: Path, figures: dict[str, An
     assert list(legend) == methods and len(set(legend.values())) == 12
 
 
+@pytest.mark.slow
 def test_plots_are_capped_in_width_and_name_the_experiment(
     tmp_path: Path, figures: dict[str, Any]
 ) -> None:
@@ -249,6 +252,7 @@ def _uncertainty_run(run: Path) -> None:
     (run / "config.json").write_text(json.dumps(config))
 
 
+@pytest.mark.slow
 def test_uncertainty_plots_define_in_and_out_and_use_the_palette(
     tmp_path: Path, figures: dict[str, Any]
 ) -> None:

@@ -111,6 +111,7 @@ def test_shortened_run_keeps_the_schedule_shape(capsys: pytest.CaptureFixture) -
     assert rates[0] == 0.001 and rates[2] == pytest.approx(0.005) and rates[-1] > 0.001
 
 
+@pytest.mark.slow
 def test_training_uses_the_schedule_per_epoch(tmp_path: Path) -> None:
     experiment = get_experiment("digits-mlp").with_epochs(10).with_schedule("authors")
     data = prepare_data(experiment, seed=0)
@@ -132,6 +133,7 @@ def test_resume_under_another_protocol_is_refused(tmp_path: Path) -> None:
     assert (tmp_path / "checkpoint.pt").read_bytes() == before  # nothing lost
 
 
+@pytest.mark.slow
 def test_cli_resume_of_a_directory_made_with_another_protocol(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -159,6 +161,7 @@ def test_jobs_errors_name_the_value(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert not any((tmp_path / d).exists() for d in "abcd")  # nothing was started
 
 
+@pytest.mark.slow
 def test_lr_override_keeps_the_schedule_shape(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -186,6 +189,7 @@ def test_lr_override_keeps_the_schedule_shape(
     assert "--lr: 0.2 -> 0.1" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_parallel_jobs_match_sequential_and_isolate_failures(tmp_path: Path) -> None:
     experiment = get_experiment("digits-mlp").with_epochs(2)
     methods, seeds = ["none", "dropconnect", "ddc"], [0]

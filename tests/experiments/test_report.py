@@ -272,6 +272,7 @@ def test_format_table_values(run_dir: Path) -> None:
     assert "optimistic" in table.split("\n\n")[-1] and "honest" in table
 
 
+@pytest.mark.slow
 def test_write_report_files(run_dir: Path) -> None:
     _write_seed(run_dir, "ddc", 3, complete=False)
     md = write_report(run_dir)
@@ -370,6 +371,7 @@ def test_bootstrap_interval_from_five_seeds(run_dir: Path) -> None:
     assert low <= comp["mean_diff"] <= high
 
 
+@pytest.mark.slow
 def test_report_forest_plot_and_tuning_section(run_dir: Path) -> None:
     tuning = {
         "grid": {"lr": [0.01, 0.02]},
@@ -418,6 +420,7 @@ def _mnist_run(tmp_path: Path, methods: list[str], **settings: object) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_chance_warning_before_any_delta_for_a_run_at_chance(tmp_path: Path) -> None:
     run = _mnist_run(tmp_path, ["none", "ddc"], lr=0.001)
     for seed in range(3):
@@ -438,6 +441,7 @@ def test_chance_warning_before_any_delta_for_a_run_at_chance(tmp_path: Path) -> 
     assert data["flags"] == {"ddc": ["at chance"]} and data["chance"] == pytest.approx(0.1)
 
 
+@pytest.mark.slow
 def test_no_chance_warning_for_a_run_that_learned(tmp_path: Path) -> None:
     run = _mnist_run(tmp_path, METHODS)
     for method in METHODS:
@@ -449,6 +453,7 @@ def test_no_chance_warning_for_a_run_that_learned(tmp_path: Path) -> None:
     assert summary["flags"] == {} and summary["chance"] == pytest.approx(0.1)
 
 
+@pytest.mark.slow
 def test_chance_margin_boundary_and_loss_rule(tmp_path: Path) -> None:
     run = _mnist_run(tmp_path, ["ddc", "none", "dropconnect"])
     for seed in range(2):

@@ -75,6 +75,7 @@ def images() -> dict[str, torch.Tensor]:
     }
 
 
+@pytest.mark.slow
 @needs_kornia
 @pytest.mark.parametrize("name", list(robustness.corruptions.CORRUPTIONS))
 def test_corruption_deterministic_bounded_and_monotone(
@@ -136,6 +137,7 @@ def _model(run_dir: Path, method: str, seed: int) -> tuple[torch.nn.Module, obje
     return model.eval(), data, experiment
 
 
+@pytest.mark.slow
 def test_pruning_endpoints_and_counts(run_dir: Path) -> None:
     model, data, experiment = _model(run_dir, "ddc", 0)
     x = _inputs(data.test[0], data, experiment)
@@ -161,6 +163,7 @@ def test_pruning_endpoints_and_counts(run_dir: Path) -> None:
         pruning.pruned(plain, 1.5, "random")
 
 
+@pytest.mark.slow
 @needs_torchattacks
 def test_attacks_eps0_unchanged_and_pgd_at_least_fgsm(run_dir: Path) -> None:
     model, data, experiment = _model(run_dir, "none", 0)
@@ -179,6 +182,7 @@ def test_attacks_eps0_unchanged_and_pgd_at_least_fgsm(run_dir: Path) -> None:
     assert not model.training
 
 
+@pytest.mark.slow
 @needs_torchattacks
 def test_eot_attack_on_the_mc_network_leaves_the_model_alone(run_dir: Path) -> None:
     model, data, experiment = _model(run_dir, "ddc", 0)
@@ -201,6 +205,7 @@ def test_eot_attack_on_the_mc_network_leaves_the_model_alone(run_dir: Path) -> N
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_pruning_cache_keyed_on_checkpoint(
     run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -239,6 +244,7 @@ def test_pruning_cache_keyed_on_checkpoint(
     assert len(calls) == 5
 
 
+@pytest.mark.slow
 @needs_kornia
 @needs_torchattacks
 def test_command_end_to_end(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -279,6 +285,7 @@ def test_command_end_to_end(run_dir: Path, tmp_path: Path, monkeypatch: pytest.M
     assert (work / "robustness.md").read_text() == text
 
 
+@pytest.mark.slow
 def test_errors(
     run_dir: Path,
     tmp_path: Path,
@@ -313,6 +320,7 @@ def test_errors(
 DICT = Path("/usr/share/dict")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (DICT / "american-english").exists(), reason="needs the word lists")
 def test_sequence_experiment_pruning_only(tmp_path: Path) -> None:
     out = tmp_path / "wl"

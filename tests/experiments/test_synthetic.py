@@ -89,6 +89,7 @@ def test_final_losses_shape() -> None:
             assert stats["n_seeds"] == (1 if method == "none" else 3)
 
 
+@pytest.mark.slow
 def test_figure_and_json_written(tmp_path: Path) -> None:
     png = syn.plot_figure1(tmp_path / "fig.png", epochs=10, seed=1)
     assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000

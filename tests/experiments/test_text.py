@@ -50,6 +50,7 @@ def test_encoding_pads_on_the_left() -> None:
     assert ids.tolist() == [[0, 1, 2, 3], [0, 0, 0, 2]]
 
 
+@pytest.mark.slow
 @needs_words
 def test_wordlang_loads_balanced_disjoint_splits() -> None:
     bundle = load_dataset("wordlang")
@@ -120,6 +121,7 @@ def test_locked_dropout_shares_the_mask_over_time() -> None:
         LockedDropout(1.0)
 
 
+@pytest.mark.slow
 @needs_words
 def test_ddc_compare_on_wordlang(tmp_path: Path) -> None:
     out = tmp_path / "w"

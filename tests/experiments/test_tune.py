@@ -151,6 +151,7 @@ def _args(out: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_compare_tunes_on_validation_never_test(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
@@ -231,6 +232,7 @@ def test_compare_tunes_on_validation_never_test(
     assert (out / "plots" / "forest.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_tune_resume_same_grid_and_refusal_of_another(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -271,6 +273,7 @@ def test_cli_refuses_bad_tune_flags(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert not out.exists()  # nothing written
 
 
+@pytest.mark.slow
 def test_sweep_tunes_cells_and_matched_dropconnect_in_parallel(tmp_path: Path) -> None:
     out = tmp_path / "s"
     code = main(
@@ -325,6 +328,7 @@ def test_selection_never_picks_a_diverged_point() -> None:
         select_point([{"val_acc": math.nan, "val_loss": math.nan}])
 
 
+@pytest.mark.slow
 def test_a_diverged_tune_point_is_scored_not_fatal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

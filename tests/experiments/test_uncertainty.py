@@ -85,6 +85,7 @@ def fashion_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_uncertainty_command_end_to_end(fashion_run: Path, capsys: pytest.CaptureFixture) -> None:
     try:
         code = main(["uncertainty", str(fashion_run), "--samples", "1,3", "--batch-size", "256"])
@@ -128,6 +129,7 @@ def test_uncertainty_command_end_to_end(fashion_run: Path, capsys: pytest.Captur
     assert ddc_run["n_test"] == ddc_run["n_ood"] == 600  # the run's subset
 
 
+@pytest.mark.slow
 def test_uncertainty_on_fewer_examples(fashion_run: Path, tmp_path: Path) -> None:
     import shutil
 
@@ -145,6 +147,7 @@ def test_uncertainty_on_fewer_examples(fashion_run: Path, tmp_path: Path) -> Non
         evaluate_run(run, examples=0)
 
 
+@pytest.mark.slow
 def test_uncertainty_errors(
     fashion_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -168,6 +171,7 @@ def test_uncertainty_errors(
     assert main(["uncertainty", str(fashion_run), "--samples", "0"]) == 2
 
 
+@pytest.mark.slow
 def test_a_tuned_run_is_rebuilt_with_its_own_tuned_rate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

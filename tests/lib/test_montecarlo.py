@@ -101,6 +101,7 @@ def test_chunks_and_the_loop_after_a_full_chunk_draw_the_same_masks() -> None:
         torch.testing.assert_close(fast, loop, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_every_layer_random_with_dropout_has_the_loops_distribution() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(

@@ -110,6 +110,7 @@ def test_slot_model_regularized_layers_is_weight_slots() -> None:
     assert list(ddc.regularized_layers(plugin)) == ["fc"]
 
 
+@pytest.mark.slow
 def test_renamed_module_imports_as_the_new_one_with_a_warning() -> None:
     # A fresh interpreter: the old path must not already sit in sys.modules.
     code = (

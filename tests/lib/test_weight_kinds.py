@@ -290,8 +290,9 @@ def test_checkpoint_with_a_custom_generator_replays_the_mask(method: str, mask_m
         torch.testing.assert_close(checkpointed, plain, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
-def test_compiled_step_equals_the_eagerclassification_step(case: str) -> None:
+def test_compiled_step_equals_the_eager_step(case: str) -> None:
     """torch.compile (dynamo, eager backend: the same kernels and RNG draws) leaves masks,
     statistic and update as in eager mode; eval through the compiled model is the plain one."""
     models = []
