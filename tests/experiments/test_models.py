@@ -36,6 +36,16 @@ CASES = [
     ("vit", 10, 3, 32),
 ]
 IDS = [f"{n}-{c}x{s}px-{k}cls" for n, k, c, s in CASES]
+# The paper-sized convnets, ResNet and ViT take seconds per check: slow (make test-fast skips).
+BIG = {"alexnet", "alexnet-norb", "vgg13bn", "resnet18", "vit"}
+
+
+def params(cases: list[tuple[str, int, int, int]], ids: list[str]) -> list[object]:
+    """``cases`` as pytest params with their ids, the big models marked slow."""
+    return [
+        pytest.param(case, id=name, marks=[pytest.mark.slow] if case[0] in BIG else [])
+        for case, name in zip(cases, ids, strict=True)
+    ]
 
 
 def make(case: tuple[str, int, int, int], **kwargs: object) -> SlotModel:
@@ -73,7 +83,7 @@ def test_registry_names() -> None:
     }
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", params(CASES, IDS))
 def test_output_shape(case: tuple[str, int, int, int]) -> None:
     model = make(case).eval()
     with torch.no_grad():
@@ -82,6 +92,7 @@ def test_output_shape(case: tuple[str, int, int, int]) -> None:
     assert torch.isfinite(out).all()
 
 
+@pytest.mark.slow
 def test_flatten_sizes_of_the_spec() -> None:
     assert make(("simplecnn1", 10, 1, 28)).linear1.in_features == 256
     assert make(("simplecnn1", 10, 3, 32)).linear1.in_features == 576
@@ -95,6 +106,7 @@ def test_flatten_sizes_of_the_spec() -> None:
     assert make(("alexnet-norb", 5, 2, 96)).linear1.in_features == 256
 
 
+@pytest.mark.slow
 def test_known_parameter_counts() -> None:
     # SimpleCNN1 on MNIST, counted by hand; AlexNet equals torchvision's alexnet(num_classes=10).
     assert sum(p.numel() for p in make(("simplecnn1", 10, 1, 28)).parameters()) == 94_826
@@ -165,7 +177,7 @@ def test_alexnet_norb_follows_the_authors_code() -> None:
         make(("alexnet-norb", 5, 2, 32))
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", params(CASES, IDS))
 def test_slot_convention(case: tuple[str, int, int, int]) -> None:
     model = make(case).eval()
     assert model.weight_slots == ("linear1",)
@@ -236,6 +248,7 @@ def test_locally_connected_matches_naive_loop(
     torch.testing.assert_close(out, naive)
 
 
+@pytest.mark.slow
 def test_locally_connected_weights_are_unshared_and_check_size() -> None:
     torch.manual_seed(0)
     layer = LocallyConnected2d(2, 3, 5, 3, 1).double()
@@ -266,8 +279,10 @@ def test_vit_attention_equals_multihead_attention() -> None:
 
 @pytest.mark.parametrize(
     "case",
-    [c for c in CASES if c[0] != "alexnet"] + [("alexnet", 10, 3, 64)],
-    ids=[i for i in IDS if not i.startswith("alexnet-3")] + ["alexnet-3x64px-10cls"],
+    params(
+        [c for c in CASES if c[0] != "alexnet"] + [("alexnet", 10, 3, 64)],
+        [i for i in IDS if not i.startswith("alexnet-3")] + ["alexnet-3x64px-10cls"],
+    ),
 )
 def test_xavier_init(case: tuple[str, int, int, int]) -> None:
     model = xavier_init(make(case))
@@ -300,7 +315,7 @@ def test_xavier_init(case: tuple[str, int, int, int]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", params(CASES, IDS))
 def test_all_parameters_get_gradients(case: tuple[str, int, int, int]) -> None:
     model = xavier_init(make(case)).train()
     out = model(batch(case))

@@ -122,6 +122,7 @@ def test_training_uses_the_schedule_per_epoch(tmp_path: Path) -> None:
     assert logged[0] == 0.001 and max(logged) == pytest.approx(0.05)
 
 
+@pytest.mark.slow
 def test_resume_under_another_protocol_is_refused(tmp_path: Path) -> None:
     cosine = get_experiment("digits-mlp").with_epochs(3)
     data = prepare_data(cosine, seed=0)

@@ -290,6 +290,7 @@ def test_write_report_files(run_dir: Path) -> None:
     assert not list(run_dir.rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_write_report_missing_data(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -497,6 +498,7 @@ def test_chance_level_sources() -> None:
     assert chance_level({}) is None
 
 
+@pytest.mark.slow
 def test_results_md_header_states_the_resolved_configuration(tmp_path: Path) -> None:
     run = _mnist_run(tmp_path, ["ddc"], lr=0.001, method_options={"ddc": {"p": 0.2}})
     for seed in range(2):

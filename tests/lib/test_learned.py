@@ -81,6 +81,7 @@ def test_the_penalty_pushes_the_rate_towards_the_target() -> None:
     assert float(reg.b1.detach()) > -2.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", [0.3, 0.5])
 def test_rate_is_held_at_the_target(target: float) -> None:
     # Tolerance stated in the README: |mean p - target| < 0.02 after training.

@@ -19,6 +19,7 @@ def _digits() -> tuple[torch.Tensor, ...]:
     return x[:1400], y[:1400], x[1400:], y[1400:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["ddc", "dropconnect"])
 def test_mlp_with_weight_regularizer_learns_digits(method: str) -> None:
     x_train, y_train, x_test, y_test = _digits()

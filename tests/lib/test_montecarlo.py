@@ -190,6 +190,7 @@ def test_plan_follows_changes_to_the_model() -> None:
     torch.testing.assert_close(plain, expected.expand(4, -1, -1))
 
 
+@pytest.mark.slow
 def test_huggingface_dict_inputs_take_whole_passes() -> None:
     transformers = pytest.importorskip("transformers")
     config = transformers.BertConfig(

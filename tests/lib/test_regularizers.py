@@ -79,6 +79,7 @@ def test_kept_weights_scaled_by_exactly_one_over_k(rescale: str) -> None:
     torch.testing.assert_close(eff[kept], ratio[kept], rtol=1e-6, atol=0)
 
 
+@pytest.mark.slow
 def test_realized_drop_rates_match_probabilities() -> None:
     layer = _layer()
     reg = layer.regularizer
@@ -476,6 +477,7 @@ def test_shared_weight_non_finite_use_leaves_statistic_unchanged() -> None:
     assert torch.equal(layer.regularizer.grad_magnitude, before)
 
 
+@pytest.mark.slow
 def test_single_use_model_under_torch_compile() -> None:
     layer = _layer(p=0.0, pg=0.0)
     try:

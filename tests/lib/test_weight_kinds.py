@@ -255,6 +255,7 @@ def test_optimizer_built_before_apply_keeps_working_and_weights_train() -> None:
     model.rnn.flatten_parameters()  # still works
 
 
+@pytest.mark.slow
 def test_learning_on_lstm_weight_hh() -> None:
     # A sequence task an LSTM learns in a few dozen steps: sign of a sum over the last tokens.
     torch.manual_seed(0)
