@@ -45,6 +45,15 @@ def _copy(run: Path, tmp_path: Path) -> Path:
     return copy
 
 
+def _unfinished_copy(run: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of ``run`` whose ddc seed 0 looks unfinished (no result.json), so that
+    ``--resume`` loads its checkpoint; returns the copy and that seed's folder."""
+    copy = _copy(run, tmp_path)
+    seed = copy / "runs/ddc/seed0"
+    (seed / "result.json").unlink()
+    return copy, seed
+
+
 class _Exploit:
     """Unpickling this runs a shell command that creates ``marker``."""
 
@@ -67,9 +76,7 @@ def _plant_exploit(checkpoint: Path, marker: Path) -> None:
 def test_resume_refuses_a_checkpoint_that_would_run_code(
     small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    run = _copy(small_run, tmp_path)
-    seed = run / "runs/ddc/seed0"
-    (seed / "result.json").unlink()  # unfinished: --resume loads the checkpoint
+    run, seed = _unfinished_copy(small_run, tmp_path)
     marker = tmp_path / "pwned"
     _plant_exploit(seed / "checkpoint.pt", marker)
     assert _compare(run, "--resume") == 2
@@ -169,9 +176,7 @@ def test_out_into_a_non_empty_directory_without_a_run_is_refused(
 def test_resume_refuses_a_corrupt_checkpoint(
     small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    run = _copy(small_run, tmp_path)
-    seed = run / "runs/ddc/seed0"
-    (seed / "result.json").unlink()
+    run, seed = _unfinished_copy(small_run, tmp_path)
     checkpoint = seed / "checkpoint.pt"
     data = bytearray(checkpoint.read_bytes())
     middle = len(data) // 2  # inside the weights
@@ -187,9 +192,7 @@ def test_resume_refuses_a_corrupt_checkpoint(
 @pytest.mark.slow
 def test_a_checkpoint_without_checksum_still_resumes(small_run: Path, tmp_path: Path) -> None:
     # Run directories written before checksums existed stay resumable.
-    run = _copy(small_run, tmp_path)
-    seed = run / "runs/ddc/seed0"
-    (seed / "result.json").unlink()
+    run, seed = _unfinished_copy(small_run, tmp_path)
     (seed / "checkpoint.pt.sha256").unlink(missing_ok=True)
     assert _compare(run, "--resume", epochs=2) == 0
     assert json.loads((seed / "result.json").read_text())["complete"]
@@ -347,8 +350,7 @@ def _lock_of(pid: int) -> str:
 def test_a_run_directory_in_use_is_refused(
     small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    run = _copy(small_run, tmp_path)
-    (run / "runs/ddc/seed0/result.json").unlink()
+    run, _ = _unfinished_copy(small_run, tmp_path)
     lock = run / ".ddc-lock"
     lock.write_text(_lock_of(os.getpid()))  # this test's process: alive
     assert _compare(run, "--resume") == 2
@@ -365,8 +367,7 @@ def test_a_run_directory_in_use_is_refused(
 def test_a_stale_lock_is_named_and_taken_over(
     small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    run = _copy(small_run, tmp_path)
-    (run / "runs/ddc/seed0/result.json").unlink()
+    run, _ = _unfinished_copy(small_run, tmp_path)
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
