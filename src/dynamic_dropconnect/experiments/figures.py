@@ -199,11 +199,13 @@ def figure_title(fig: Any, text: str) -> None:
 
 
 def method_handle(method: str, label: str, **line: Any) -> Any:
-    """A legend entry drawn in the method's colour and marker (:func:`method_style`)."""
+    """A legend entry drawn in the method's colour and marker (:func:`method_style`); ``line``
+    adds or overrides Line2D properties (e.g. ``ms=4`` to match smaller plotted markers)."""
     from matplotlib.lines import Line2D
 
     colour, marker = method_style(method)
-    return Line2D([], [], color=colour, marker=marker, ms=5, lw=1.5, label=label, **line)
+    return Line2D([], [], label=label, **({"color": colour, "marker": marker, "ms": 5, "lw": 1.5}
+                                          | line))  # fmt: skip
 
 
 def plot_forest(

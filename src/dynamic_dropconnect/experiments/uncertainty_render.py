@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from .figures import figure_title, legend_below, method_style, panel_figure, save_figure
+from .figures import (
+    figure_title,
+    legend_below,
+    method_handle,
+    method_style,
+    panel_figure,
+    save_figure,
+)
 from .rundir import load_config, mean_drop_rate
 from .stats import mean_std, paired_comparison
 from .storage import atomic_write_text, read_json_object
@@ -273,17 +280,7 @@ def _plots(
         legend_below(
             fig,
             [
-                *(
-                    Line2D(
-                        [],
-                        [],
-                        color=method_style(m)[0],
-                        marker=method_style(m)[1],
-                        ms=4,
-                        label=f"{m} ({len(rs)} seeds)",
-                    )
-                    for m, rs in stochastic.items()
-                ),
+                *(method_handle(m, f"{m} ({len(rs)} seeds)", ms=4) for m, rs in stochastic.items()),
                 Line2D([], [], color="black", ls="--", lw=0.9, label="deterministic prediction"),
             ],
         )

@@ -212,6 +212,21 @@ def _plots(run_dir: Path, by_method: dict[str, list[dict[str, Any]]], parts: lis
     def mean_curve(rs: list[dict[str, Any]], get: Callable[[dict[str, Any]], list[float]]):
         return 100 * np.mean([get(r) for r in rs], axis=0)
 
+    def level_curve(
+        rs: list[dict[str, Any]], part: str, name: str, start: str | None = None
+    ) -> tuple[list[float], Any]:
+        """x: 0 and the levels (ε or f) of ``part``/``name``; y: the accuracy without the
+        attack or removal (``clean_accuracy``, or ``part``'s ``start`` entry), then at each."""
+        levels = list(rs[0]["parts"][part][name])
+        curve = mean_curve(
+            rs,
+            lambda r: (
+                [r["parts"][part][start] if start else r["clean_accuracy"]]
+                + [r["parts"][part][name][k] for k in levels]
+            ),
+        )
+        return [0.0, *map(float, levels)], curve
+
     def draw(ax: Any, method: str, x: Sequence[float], y: Any, **line: Any) -> None:
         colour, marker = method_style(method)
         ax.plot(x, y, color=colour, **({"marker": marker, "ms": 4} | line))
@@ -243,23 +258,10 @@ def _plots(run_dir: Path, by_method: dict[str, list[dict[str, Any]]], parts: lis
         eot_drawn = False
         for ax, name in zip(axes, attacks.ATTACKS, strict=True):
             for m, rs in by_method.items():
-                eps = list(rs[0]["parts"]["adversarial"][name])
-                curve = mean_curve(
-                    rs,
-                    lambda r, a=name, e=eps: (
-                        [r["clean_accuracy"]] + [r["parts"]["adversarial"][a][k] for k in e]
-                    ),
-                )
-                draw(ax, m, [0.0, *map(float, eps)], curve)
+                draw(ax, m, *level_curve(rs, "adversarial", name))
                 if name == "pgd" and all("pgd_eot" in r["parts"]["adversarial"] for r in rs):
-                    eot = mean_curve(
-                        rs,
-                        lambda r, e=eps: (
-                            [r["parts"]["adversarial"]["mc_clean"]]
-                            + [r["parts"]["adversarial"]["pgd_eot"][k] for k in e]
-                        ),
-                    )
-                    draw(ax, m, [0.0, *map(float, eps)], eot, ls="--", marker="x")
+                    eot = level_curve(rs, "adversarial", "pgd_eot", start="mc_clean")
+                    draw(ax, m, *eot, ls="--", marker="x")
                     eot_drawn = True
             ax.set(title=name.upper(), xlabel="ε (pixel space)", ylabel="accuracy %")
             ax.grid(alpha=0.3)
@@ -274,14 +276,7 @@ def _plots(run_dir: Path, by_method: dict[str, list[dict[str, Any]]], parts: lis
         fig, axes = panel_figure(len(pruning.HOW), (4.2, 3.2))
         for ax, how in zip(axes, pruning.HOW, strict=True):
             for m, rs in by_method.items():
-                fs = list(rs[0]["parts"]["pruning"][how])
-                curve = mean_curve(
-                    rs,
-                    lambda r, h=how, f=fs: (
-                        [r["clean_accuracy"]] + [r["parts"]["pruning"][h][k] for k in f]
-                    ),
-                )
-                draw(ax, m, [0.0, *map(float, fs)], curve)
+                draw(ax, m, *level_curve(rs, "pruning", how))
             ax.set(title=f"{how} edge removal", xlabel="fraction removed f", ylabel="accuracy %")
             ax.grid(alpha=0.3)
         finish(fig, "test accuracy after edge removal, no retraining", "robustness_pruning.png")
