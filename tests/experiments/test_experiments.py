@@ -52,9 +52,34 @@ def test_experiment_table_matches_the_spec() -> None:
     assert (vgg.epochs, vgg.lr, vgg.weight_decay, vgg.warmup) == (220, 0.06, 8e-4, 20)
     assert (vgg.crop_padding, vgg.hflip, vgg.rotation) == (4, True, 15.0)
     assert get_experiment("cifar10-alexnet").image_size == 224
-    assert len(EXPERIMENTS) == 15  # the paper's 10, digits, ResNet, ViT, two text ones
+    assert len(EXPERIMENTS) == 16  # the paper's 10, digits, MNIST MLP, ResNet, ViT, two text
     short = get_experiment("mnist-simplecnn1").with_epochs(25)
     assert (short.epochs, short.warmup) == (25, 4)  # warmup keeps its share (12/75)
+
+
+def test_train_size_draws_training_examples_and_keeps_the_whole_test_set() -> None:
+    digits = get_experiment("digits-mlp")
+    whole = prepare_data(digits, seed=3)
+    small = prepare_data(replace(digits, train_size=200), seed=3)
+    smaller = prepare_data(replace(digits, train_size=100), seed=3)
+    assert len(small.train[0]) + len(small.val[0]) == 200
+    assert len(smaller.train[0]) + len(smaller.val[0]) == 100
+    assert torch.equal(small.test[0], whole.test[0])  # the test set is not touched
+    # one seeded permutation: the 100 examples are among the 200 (a nested data-size axis)
+    pool = {tuple(r.flatten().tolist()) for r in torch.cat([small.train[0], small.val[0]])}
+    assert all(tuple(r.flatten().tolist()) in pool for r in smaller.train[0])
+    # another seed draws other examples; --subset still caps the test set
+    other = prepare_data(replace(digits, train_size=200), seed=4)
+    assert not torch.equal(other.train[0], small.train[0])
+    assert len(prepare_data(replace(digits, train_size=200), seed=3, subset=50).test[0]) == 50
+
+
+def test_train_size_errors_name_the_bad_value() -> None:
+    digits = get_experiment("digits-mlp")
+    with pytest.raises(ValueError, match="train_size must be an integer >= 10.*got 5"):
+        replace(digits, train_size=5)
+    with pytest.raises(ValueError, match="train_size 999999 is more than the 1437 training"):
+        prepare_data(replace(digits, train_size=999_999), seed=0)
 
 
 def _digits_run(tmp: Path, **kwargs: object) -> dict:

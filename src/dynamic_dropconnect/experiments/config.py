@@ -35,6 +35,10 @@ class Experiment:
     batch_size: int = 128
     momentum: float = 0.9
     val_fraction: float = 0.1
+    #: Train (and validate) on this many examples of the training set, drawn by the run's seed
+    #: before the validation split; the test set stays whole. None: all of it. The data-size
+    #: axis (docs/results.md) varies it; ``--subset`` instead caps every split, test included.
+    train_size: int | None = None
     image_size: int | None = None  # resize inputs to this (AlexNet at 224 px)
     crop_padding: int = 0
     hflip: bool = False
@@ -55,6 +59,13 @@ class Experiment:
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(
                 f"{self.name}: optimizer must be 'sgd' or 'adam', got {self.optimizer!r}"
+            )
+        if self.train_size is not None and not (
+            isinstance(self.train_size, int) and self.train_size >= 10
+        ):
+            raise ValueError(
+                f"{self.name}: train_size must be an integer >= 10 (or None for the whole "
+                f"training set), got {self.train_size!r}"
             )
         if not 0 <= self.warmup < self.epochs:
             raise ValueError(
@@ -224,6 +235,9 @@ for _experiment in [
         source=_SMALL_NORB,
     ),
     Experiment("digits-mlp", "digits", "mlp", 40, 0.05, 5e-4, 4, schedule="cosine", source=_OURS),
+    # The data-size axis (docs/results.md): the same MLP on MNIST; `--set train_size=N` picks
+    # how many training images, `--epochs` how long.
+    Experiment("mnist-mlp", "mnist", "mlp", 15, 0.05, 5e-4, 2, schedule="cosine", source=_OURS),
     Experiment(
         "cifar10-resnet18",
         "cifar10",

@@ -42,13 +42,21 @@ def prepare_data(
     subset: int | None = None,
     device: str | torch.device = "cpu",
 ) -> PreparedData:
-    """Load, split (seeded) and measure the training split; ``subset`` caps every split."""
+    """Load, split (seeded) and measure the training split. ``experiment.train_size`` draws
+    that many training examples (the test set stays whole); ``subset`` caps every split."""
     bundle = load_dataset(experiment.dataset, data_dir)
     x, y = bundle.train.x, bundle.train.y
-    if subset is not None:
-        if subset < 10:
-            raise ValueError(f"subset must be >= 10 examples, got {subset}")
-        pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:subset]
+    if subset is not None and subset < 10:
+        raise ValueError(f"subset must be >= 10 examples, got {subset}")
+    keep = min(n for n in (experiment.train_size, subset, len(x)) if n is not None)
+    if experiment.train_size is not None and experiment.train_size > len(x):
+        raise ValueError(
+            f"{experiment.name}: train_size {experiment.train_size} is more than the "
+            f"{len(x)} training examples of {experiment.dataset!r}"
+        )
+    if experiment.train_size is not None or subset is not None:
+        # One seeded permutation, so a smaller train_size/subset draws a subset of a larger one.
+        pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:keep]
         x, y = x[pick], y[pick]
     train_idx, val_idx = train_val_split(len(x), experiment.val_fraction, seed)
     # load_dataset admits integer inputs other than uint8 only from a dataset registered with

@@ -420,6 +420,7 @@ def sweep(
         protocol = (
             f"{experiment.epochs} epochs, peak lr {experiment.lr:g}, {experiment.schedule} schedule"
             + (f", at most {options.subset} examples per split" if options.subset else "")
+            + (f", {experiment.train_size} training examples" if experiment.train_size else "")
             + (
                 f"; tuned per cell and per matched DropConnect over "
                 f"{' × '.join(k + ' ' + ','.join(map(str, v)) for k, v in tune.items())} "

@@ -252,6 +252,11 @@ def format_header(config: dict[str, Any], chance: tuple[float, int] | None = Non
             if subset
             else "the full data set"
         )
+        if settings.get("train_size"):
+            data += (
+                f"; {settings['train_size']} training examples drawn per seed "
+                "(`--set train_size=N`)" + (", the whole test set" if not subset else "")
+            )
         if "val_fraction" in settings:
             share = 100 * settings["val_fraction"]
             data += f"; {share:g} % of the training split held out for validation"
