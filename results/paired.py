@@ -11,19 +11,9 @@ accuracy; a pair whose methods have fewer than 2 common seeds is left out; Holm 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from dynamic_dropconnect.experiments.stats import holm, paired_comparison
-
-
-def scores(run_dir: Path, method: str) -> dict[int, float]:
-    out = {}
-    for result in sorted((run_dir / "runs" / method).glob("seed*/result.json")):
-        record = json.loads(result.read_text())
-        if record.get("complete"):
-            out[int(record["seed"])] = 100 * float(record["test_acc_at_best_val"])
-    return out
+from pairs import pair_rows, pair_table, scores
 
 
 def main() -> None:
@@ -63,29 +53,7 @@ def main() -> None:
         ("dropout", "none"),
         ("dropconnect", "none"),
     ]
-    rows = []
-    for a, b in pairs:
-        if a not in table or b not in table:
-            continue
-        seeds = sorted(set(table[a]) & set(table[b]))
-        if len(seeds) < 2:
-            continue
-        comp = paired_comparison([table[a][s] for s in seeds], [table[b][s] for s in seeds])
-        rows.append((a, b, seeds, comp))
-    adjusted = holm([c["t_pvalue"] for *_, c in rows])
-    print(
-        "| comparison (a − b) | seeds | mean Δ (pp) | 95% CI (t) | 95% CI (bootstrap) | "
-        "wins/losses of a | Holm p | pairs for 80% power |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for (a, b, seeds, c), p in zip(rows, adjusted, strict=True):
-        boot = c["ci95_bootstrap"]
-        boot_text = f"[{boot[0]:+.2f}, {boot[1]:+.2f}]" if boot else "— (n < 5)"
-        print(
-            f"| {a} − {b} | {','.join(map(str, seeds))} | {c['mean_diff']:+.2f} | "
-            f"[{c['ci95_t'][0]:+.2f}, {c['ci95_t'][1]:+.2f}] | {boot_text} | "
-            f"{c['wins']}/{c['losses']} | {p:.3g} | {c['pairs_for_80_power'] or '—'} |"
-        )
+    print("\n".join(pair_table(pair_rows(table, pairs))))
     print()
     print(
         "Means (test acc @ best val, %): "
