@@ -1,6 +1,7 @@
 """Paired comparisons by seed, read from run directories: what results/paired.py and
 results/datasize.py share. Scores are the test accuracy (%) at the epoch of best validation
-accuracy of each complete run; pairs use the seeds both methods have; Holm over the rows given.
+accuracy of each complete run (or another metric of its result.json); pairs use the seeds
+both methods have; Holm over the rows given.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from dynamic_dropconnect.experiments.stats import holm, paired_comparison
 Row = tuple[str, str, list[int], dict[str, Any]]
 
 
-def scores(run_dir: Path, method: str) -> dict[int, float]:
-    """``{seed: test acc @ best val in %}`` of ``method``'s complete runs in ``run_dir``."""
+def scores(run_dir: Path, method: str, metric: str = "test_acc_at_best_val") -> dict[int, float]:
+    """``{seed: metric in %}`` of ``method``'s complete runs in ``run_dir``; ``metric`` a
+    result.json key (test_acc_at_best_val, final_test_acc, ...)."""
     out = {}
     for result in sorted((run_dir / "runs" / method).glob("seed*/result.json")):
         record = json.loads(result.read_text())
         if record.get("complete"):
-            out[int(record["seed"])] = 100 * float(record["test_acc_at_best_val"])
+            out[int(record["seed"])] = 100 * float(record[metric])
     return out
 
 
