@@ -17,6 +17,7 @@ from dynamic_dropconnect.experiments.config import get_experiment
 from dynamic_dropconnect.experiments.report import (
     chance_level,
     flag_uninformative,
+    format_header,
     format_sweep_table,
     format_table,
     load_metrics,
@@ -531,3 +532,19 @@ def test_sweep_table_flags_cells_at_chance() -> None:
     flagged = [line for line in table.splitlines() if "⚠ at chance" in line]
     assert len(flagged) == 1 and flagged[0].startswith("| 0.1 |")
     assert "⚠" not in format_sweep_table(rows, "not-an-experiment", 2)  # chance unknown
+
+
+def test_header_data_line_says_what_was_trained_and_tested_on() -> None:
+    def data_line(subset: int | None, train_size: int | None) -> str:
+        config = {"subset": subset, "settings": {"train_size": train_size, "val_fraction": 0.1}}
+        return next(x for x in format_header(config).splitlines() if x.startswith("- **data**"))
+
+    assert data_line(None, None).startswith("- **data**: the full data set; 10 % of the")
+    assert data_line(None, 1000) == (
+        "- **data**: 1000 training examples drawn per seed (`train_size`); the whole test set; "
+        "10 % of the training split held out for validation"
+    )
+    both = data_line(500, 1000)
+    assert "1000 training examples drawn per seed" in both
+    assert "at most 500 examples per split (`--subset 500`)" in both
+    assert "whole test set" not in both and "full data set" not in both

@@ -246,17 +246,13 @@ def format_header(config: dict[str, Any], chance: tuple[float, int] | None = Non
                 "*tuned* in the table and Tuning"
             )
     if "subset" in config or "val_fraction" in settings:
-        subset = config.get("subset")
-        data = (
-            f"at most {subset} examples per split (`--subset {subset}`)"
-            if subset
-            else "the full data set"
-        )
-        if settings.get("train_size"):
-            data += (
-                f"; {settings['train_size']} training examples drawn per seed "
-                "(`--set train_size=N`)" + (", the whole test set" if not subset else "")
-            )
+        subset, train_size = config.get("subset"), settings.get("train_size")
+        parts = [f"{train_size} training examples drawn per seed (`train_size`)"] * bool(train_size)
+        if subset:
+            parts.append(f"at most {subset} examples per split (`--subset {subset}`)")
+        elif train_size:
+            parts.append("the whole test set")
+        data = "; ".join(parts) or "the full data set"
         if "val_fraction" in settings:
             share = 100 * settings["val_fraction"]
             data += f"; {share:g} % of the training split held out for validation"
