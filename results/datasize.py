@@ -76,7 +76,8 @@ def plot(
         if not points:
             continue
         acc_ax.errorbar(
-            [s for s, _ in points], [m for _, (m, _) in points], yerr=[sd for _, (_, sd) in points],
+            [s for s, _ in points], [mean for _, (mean, _) in points],
+            yerr=[sd for _, (_, sd) in points],
             color=colour, marker=marker, ms=4, lw=1.2, capsize=2,
         )  # fmt: skip
         handles.append(method_handle(m, m, ms=4))

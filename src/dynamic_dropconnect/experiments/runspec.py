@@ -48,15 +48,15 @@ def prepare_data(
     x, y = bundle.train.x, bundle.train.y
     if subset is not None and subset < 10:
         raise ValueError(f"subset must be >= 10 examples, got {subset}")
-    keep = min(n for n in (experiment.train_size, subset, len(x)) if n is not None)
     if experiment.train_size is not None and experiment.train_size > len(x):
         raise ValueError(
             f"{experiment.name}: train_size {experiment.train_size} is more than the "
             f"{len(x)} training examples of {experiment.dataset!r}"
         )
-    if experiment.train_size is not None or subset is not None:
+    caps = [n for n in (experiment.train_size, subset) if n is not None]
+    if caps:
         # One seeded permutation, so a smaller train_size/subset draws a subset of a larger one.
-        pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:keep]
+        pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[: min(caps)]
         x, y = x[pick], y[pick]
     train_idx, val_idx = train_val_split(len(x), experiment.val_fraction, seed)
     # load_dataset admits integer inputs other than uint8 only from a dataset registered with

@@ -247,7 +247,9 @@ def format_header(config: dict[str, Any], chance: tuple[float, int] | None = Non
             )
     if "subset" in config or "val_fraction" in settings:
         subset, train_size = config.get("subset"), settings.get("train_size")
-        parts = [f"{train_size} training examples drawn per seed (`train_size`)"] * bool(train_size)
+        parts = []
+        if train_size:
+            parts.append(f"{train_size} training examples drawn per seed (`train_size`)")
         if subset:
             parts.append(f"at most {subset} examples per split (`--subset {subset}`)")
         elif train_size:
