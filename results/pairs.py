@@ -28,6 +28,21 @@ def scores(run_dir: Path, method: str, metric: str = "test_acc_at_best_val") -> 
     return out
 
 
+def report_scores(
+    report: Path, metric: str = "test_acc_at_best_val"
+) -> dict[str, dict[int, float]]:
+    """``{method: {seed: metric in %}}`` from a report's JSON (``ddc report``'s results.json),
+    for runs whose directories are gone."""
+    methods = json.loads(report.read_text())["summary"]["methods"]
+    return {
+        name: {
+            int(seed): 100 * float(value)
+            for seed, value in zip(entry["seeds"], entry[metric]["values"], strict=True)
+        }
+        for name, entry in methods.items()
+    }
+
+
 def pair_rows(
     table: Mapping[str, Mapping[int, float]], pairs: Sequence[tuple[str, str]]
 ) -> list[Row]:
