@@ -24,7 +24,13 @@ def paired(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("table", "sources"),
     [
-        ("mnist-short-tuned/paired.md", ["results/mnist-short-tuned/results.json"]),
+        (
+            "mnist-short-tuned/paired.md",
+            [
+                "results/mnist-short-tuned/results.json",
+                "results/mnist-short-tuned-unbiased/results.json",
+            ],
+        ),
         (
             "fashion-short-tuned/paired.md",
             [
