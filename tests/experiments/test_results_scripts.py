@@ -40,6 +40,17 @@ def paired(*args: str) -> subprocess.CompletedProcess[str]:
                 "results/fashion-short-tuned-vm/results.json",
             ],
         ),
+        (
+            "mnist-simplecnn1-75ep-rest/paired.md",
+            [
+                "results/mnist-simplecnn1-75ep-rest/results.json",
+                "results/mnist-simplecnn1-75ep.json",
+                "--pairs",
+                "ddc:none,ddc:dropconnect,ddc:dropout,ddc:standout,ddc-learned:none,"
+                "ddc-learned:dropconnect,ddc-learned:ddc,dropout:none,standout:none,"
+                "dropconnect:none",
+            ],
+        ),
     ],
 )
 def test_paired_tables_regenerate(table: str, sources: list[str]) -> None:
