@@ -51,6 +51,15 @@ def paired(*args: str) -> subprocess.CompletedProcess[str]:
                 "dropconnect:none",
             ],
         ),
+        (
+            "wordlang-lstm-tuned/paired.md",
+            [
+                "results/wordlang-lstm-tuned/results.json",
+                "--pairs",
+                "ddc:none,ddc:dropout,ddc:locked-dropout,ddc:dropconnect,dropconnect:none,"
+                "dropout:none",
+            ],
+        ),
     ],
 )
 def test_paired_tables_regenerate(table: str, sources: list[str]) -> None:
