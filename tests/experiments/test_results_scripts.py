@@ -36,6 +36,7 @@ def paired(*args: str) -> subprocess.CompletedProcess[str]:
             [
                 "results/fashion-short-tuned/results.json",
                 "results/fashion-short-tuned-unbiased/results.json",
+                "results/fashion-short-tuned-learned-shuffled/results.json",
                 "--vm",
                 "results/fashion-short-tuned-vm/results.json",
             ],
