@@ -239,9 +239,15 @@ def test_pruning_cache_keyed_on_checkpoint(
     assert calls == ["pruning"]
     again = json.loads(cached.read_text())
     assert again["checkpoint_sha256"] != first["checkpoint_sha256"]
-    # Other settings (more examples) are not served from the cache either.
+    # Other settings (more examples) are not served from the cache either ...
     evaluate_run(work, parts=["pruning"], examples=80, log=lambda _: None)
     assert len(calls) == 5
+    # ... nor do they overwrite it: going back to 60 examples computes nothing.
+    kept = json.loads(cached.read_text())
+    assert kept["examples"] == 80 and kept["other_examples"]["60"] == again
+    evaluate_run(work, parts=["pruning"], examples=60, log=lambda _: None)
+    assert len(calls) == 5
+    assert json.loads((work / "robustness.json").read_text())["runs"][0]["examples"] == 60
 
 
 @pytest.mark.slow

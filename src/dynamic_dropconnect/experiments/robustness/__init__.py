@@ -19,7 +19,8 @@ images, in three parts:
 Sequence (token) experiments have no pixels: only ``pruning`` applies to them.
 
 Results go to ``RUN_DIR/runs/<method>/seed<k>/robustness.json`` (each part reused when present
-with the same settings and the same checkpoint, by sha256), ``RUN_DIR/robustness.json``,
+with the same settings, test examples and checkpoint, by sha256; records for other example
+counts are kept beside), ``RUN_DIR/robustness.json``,
 ``robustness.md`` (with paired tests over seeds, :func:`..stats.paired_comparison`) and
 ``plots/robustness_*.png``; ``ddc report`` re-renders the last three (:mod:`.render`, from the
 derived numbers of :mod:`.metrics`).
@@ -246,9 +247,8 @@ def evaluate_run(
         data = datasets[run_seed]
         cached = folder / "robustness.json"
         fingerprint = file_sha256(folder / "checkpoint.pt")
-        record = read_json_object(cached)
-        if record.get("checkpoint_sha256") != fingerprint or record.get("examples") != examples:
-            record = {}  # another checkpoint (resumed, retrained) or other test images
+        records = _read_cache(cached, fingerprint)
+        record = records.setdefault(_examples_key(examples), {})
         record.setdefault("parts", {})
         todo = [
             p
@@ -281,7 +281,7 @@ def evaluate_run(
                 )
                 settings = _part_settings(part, seed, eot, mc_samples)
                 record["parts"][part] = {"settings": settings, **result}
-                atomic_write_json(cached, json_safe(record))
+                _write_cache(cached, records, examples)
         per_run.append({**record, "parts": {p: record["parts"][p] for p in parts}})
         log(_summary_line(per_run[-1]))
     atomic_write_json(
@@ -300,6 +300,31 @@ def evaluate_run(
         ),
     )
     return render_robustness(run_dir)
+
+
+def _examples_key(examples: int | None) -> str:
+    return "all" if examples is None else str(examples)
+
+
+def _read_cache(path: Path, fingerprint: str) -> dict[str, dict[str, Any]]:
+    """One run's cached records by example count, those of this checkpoint only.
+
+    The file holds the record of the last count asked for, and the others under
+    ``other_examples``: asking for another count (say, a cheap EOT pass on 100 images) keeps
+    what the first count cost, instead of overwriting it.
+    """
+    stored = read_json_object(path)
+    others: dict[str, dict[str, Any]] = stored.pop("other_examples", {})
+    records = {_examples_key(r.get("examples")): r for r in [*others.values(), stored] if r}
+    # another checkpoint (resumed, retrained) invalidates every count
+    return {k: r for k, r in records.items() if r.get("checkpoint_sha256") == fingerprint}
+
+
+def _write_cache(path: Path, records: dict[str, dict[str, Any]], examples: int | None) -> None:
+    key = _examples_key(examples)
+    others = {k: r for k, r in records.items() if k != key}
+    extra = {"other_examples": others} if others else {}
+    atomic_write_json(path, json_safe({**records[key], **extra}))
 
 
 def _summary_line(run: dict[str, Any]) -> str:
