@@ -283,6 +283,19 @@ def test_command_end_to_end(run_dir: Path, tmp_path: Path, monkeypatch: pytest.M
     baseline = [x for x in summary["runs"] if x["method"] == "none"]
     metrics = [robustness.metrics.run_metrics(r, baseline) for r in baseline]
     assert sum(m["mCE"] for m in metrics) / 2 == pytest.approx(100.0, rel=0.05)
+    # The paired table: ddc − none by seed, its t interval around the mean, Holm >= raw p.
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| none | ")]
+    by_metric = {r[1]: r for r in rows if len(r) == 9}
+    assert {"clean", "mCE", "PGD ε=0.1"} <= set(by_metric)
+    clean = {(r["method"], r["seed"]): r["clean_accuracy"] for r in summary["runs"]}
+    expected = 100 * sum(clean[("ddc", s)] - clean[("none", s)] for s in (0, 1)) / 2
+    n, mean, ci = by_metric["clean"][2:5]
+    assert n == "2" and float(mean) == pytest.approx(expected, abs=0.006)
+    low, high = (float(v) for v in ci.strip("[]").split(", "))
+    assert low <= float(mean) <= high
+    for _, _, _, _, _, _, t_p, holm_p, _ in by_metric.values():
+        if t_p != "—":
+            assert float(holm_p) >= float(t_p)
     for name in ("corruptions", "adversarial", "pruning"):
         assert (work / "plots" / f"robustness_{name}.png").exists()
     # `ddc report` re-renders it from robustness.json.

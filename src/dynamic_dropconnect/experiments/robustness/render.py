@@ -22,7 +22,7 @@ from ..figures import (
     titled,
 )
 from ..rundir import load_config
-from ..stats import mean_std, paired_comparison
+from ..stats import holm, mean_std, paired_comparison
 from ..storage import atomic_write_text, read_json_object
 from . import attacks, corruptions, pruning
 from .metrics import LOWER_IS_BETTER, PARTS, run_metrics
@@ -168,13 +168,16 @@ def _paired_lines(
     )
     rows = [
         f"Differences {reference} − other (accuracy in points, mCE in %): positive is better "
-        "for accuracy, negative for mCE; higher/ties/lower: seeds where the reference's value is "
-        "above, equal to, below the other's. t: paired t-test p; W: Wilcoxon signed-rank p "
-        "(n >= 5).",
+        "for accuracy, negative for mCE; 95% CI: t interval of the mean difference; "
+        "higher/ties/lower: seeds where the reference's value is above, equal to, below the "
+        "other's. t: paired t-test p; Holm: t p adjusted by Holm's method over every row of "
+        "this table (one family); W: Wilcoxon signed-rank p (n >= 5).",
         "",
-        f"| {reference} vs | metric | n | mean diff | higher/ties/lower | t p | W p |",
-        "|---|---|---|---|---|---|---|",
+        f"| {reference} vs | metric | n | mean diff | 95% CI | higher/ties/lower | t p | Holm p "
+        "| W p |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    tests: list[tuple[str, str, dict[str, Any]]] = []
     ref_runs = {v["seed"]: v for v in metrics[reference]}
     for other in metrics:
         if other == reference:
@@ -186,12 +189,19 @@ def _paired_lines(
             b = [other_runs[s].get(k, math.nan) for s in seeds]
             if not seeds or not all(math.isfinite(v) for v in a + b):
                 continue
-            test = paired_comparison([v * _scale(k) for v in a], [v * _scale(k) for v in b])
-            rows.append(
-                f"| {other} | {k} | {test['n']} | {test['mean_diff']:+.2f} | "
-                f"{test['wins']}/{test['ties']}/{test['losses']} | {_p(test['t_pvalue'])} | "
-                f"{_p(test['wilcoxon_pvalue'])} |"
+            scale = _scale(k)
+            tests.append(
+                (other, k, paired_comparison([v * scale for v in a], [v * scale for v in b]))
             )
+    adjusted = holm([t["t_pvalue"] for _, _, t in tests])
+    for (other, k, test), holm_p in zip(tests, adjusted, strict=True):
+        low, high = test["ci95_t"]
+        ci = f"[{low:+.2f}, {high:+.2f}]" if math.isfinite(low) else "—"
+        rows.append(
+            f"| {other} | {k} | {test['n']} | {test['mean_diff']:+.2f} | {ci} | "
+            f"{test['wins']}/{test['ties']}/{test['losses']} | {_p(test['t_pvalue'])} | "
+            f"{_p(holm_p)} | {_p(test['wilcoxon_pvalue'])} |"
+        )
     return rows
 
 
