@@ -101,6 +101,32 @@ def test_corruption_deterministic_bounded_and_monotone(
         assert not torch.equal(corrupt(x, name, 3, seed=3), corrupt(x, name, 3, seed=4))
 
 
+@needs_kornia
+@pytest.mark.parametrize("name", ["shear", "rotate", "scale"])
+def test_geometric_corruptions_keep_the_centre(name: str) -> None:
+    """Shear, rotation and scaling act about the image centre (MNIST-C), so a centred block's
+    centre of mass stays put; only translate moves the digit."""
+    x = torch.zeros(4, 1, 28, 28)
+    x[..., 9:19, 11:17] = 1.0
+    pos = torch.arange(28.0)
+
+    def centre(t: torch.Tensor) -> torch.Tensor:  # (x, y) per image
+        mass = t.sum((-1, -2))
+        return torch.stack([(t.sum(-2) * pos).sum(-1), (t.sum(-1) * pos).sum(-1)]) / mass
+
+    for severity in robustness.corruptions.SEVERITIES:
+        out = robustness.corruptions.corrupt(x, name, severity, seed=1)
+        assert not torch.equal(out, x)
+        torch.testing.assert_close(centre(out), centre(x), atol=0.05, rtol=0)
+    if name == "shear":  # a shear: the top and bottom rows of the block move opposite ways
+
+        def column(rows: torch.Tensor) -> torch.Tensor:
+            return (rows.sum(-2) * pos).sum(-1).flatten() / rows.sum((-1, -2)).flatten()
+
+        top, bottom = column(out[..., 9:12, :]) - 13.5, column(out[..., 16:19, :]) - 13.5
+        assert bool((top * bottom < 0).all()) and bool((top.abs() > 1.5).all())
+
+
 def test_corruption_errors() -> None:
     x = torch.rand(2, 1, 8, 8)
     with pytest.raises(ValueError, match="unknown corruption"):

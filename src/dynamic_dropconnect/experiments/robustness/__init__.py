@@ -91,7 +91,7 @@ def _forward(
 
 #: Bumped whenever a part's definition changes, so that cached results of the old one are
 #: recomputed (the settings are the cache key, with the checkpoint's sha256).
-_PART_VERSION = {"corruptions": 2, "adversarial": 1, "pruning": 1}
+_PART_VERSION = {"corruptions": 3, "adversarial": 1, "pruning": 1}
 
 
 def _part_settings(part: str, seed: int, eot: int = 0, mc_samples: int = 0) -> dict[str, Any]:

@@ -28,8 +28,10 @@ nothing):
   motion blur). ``kornia.filters.motion_blur`` (zero padding).
 - ``rotate``: rotation about the centre by 10 20 30 45 60 degrees, random sign per image
   (MNIST-C ``rotate``). ``kornia.geometry.transform.rotate``.
-- ``shear``: horizontal shear by 0.1 0.2 0.3 0.45 0.6, random sign (MNIST-C ``shear``).
-  ``kornia.geometry.transform.shear``.
+- ``shear``: horizontal shear about the centre row by 0.1 0.2 0.3 0.45 0.6, random sign
+  (MNIST-C ``shear``). ``kornia.geometry.transform.affine`` (version 3 of this part; versions
+  1-2 used ``kornia.geometry.transform.shear``, which shears about the top-left corner and so
+  also translates the digit).
 - ``scale``: shrink about the centre by 0.9 0.8 0.7 0.6 0.5 (MNIST-C ``scale``).
   ``kornia.geometry.transform.scale``.
 - ``translate``: shift by 0.05 0.1 0.15 0.2 0.25 of the image size along each axis, random signs
@@ -136,10 +138,16 @@ def _rotate(x: Tensor, i: int, gen: torch.Generator) -> Tensor:
 
 
 def _shear(x: Tensor, i: int, gen: torch.Generator) -> Tensor:
-    from kornia.geometry.transform import shear
+    from kornia.geometry.transform import affine
 
+    # About the centre row, as MNIST-C's shear: kornia's `shear` shears about pixel (0, 0), so
+    # it also shifts the digit sideways (8 pixels at severity 5 on 28 x 28).
     amount = _sign(len(x), gen) * _SHEAR[i]
-    return shear(x, torch.stack([amount, torch.zeros_like(amount)], 1))
+    matrix = torch.zeros(len(x), 2, 3)
+    matrix[:, 0, 0] = matrix[:, 1, 1] = 1.0
+    matrix[:, 0, 1] = amount
+    matrix[:, 0, 2] = -amount * (x.shape[-2] - 1) / 2
+    return affine(x, matrix.to(x.dtype), align_corners=True)
 
 
 def _scale(x: Tensor, i: int, gen: torch.Generator) -> Tensor:
