@@ -189,6 +189,36 @@ def test_pruning_endpoints_and_counts(run_dir: Path) -> None:
         pruning.pruned(plain, 1.5, "random")
 
 
+class _TwoLayer(torch.nn.Module):
+    weight_slots = ("linear1",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear1 = torch.nn.Linear(12, 16)
+        self.linear2 = torch.nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear2(torch.relu(self.linear1(x)))
+
+
+@pytest.mark.parametrize("wrap", ["weight_norm", "spectral_norm"])
+def test_pruning_reaches_a_parametrized_weight(wrap: str) -> None:
+    """A parametrized weight is recomputed at every access: pruning must reach the forward."""
+    torch.manual_seed(0)
+    model = _TwoLayer()
+    getattr(torch.nn.utils.parametrizations, wrap)(model.linear1)
+    model.eval()
+    x = torch.randn(32, 12)
+    plain = pruning.plain_model(model)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), model(x))
+        cut = pruning.pruned(plain, 0.9, "magnitude")
+        weight = cut.linear1.weight
+        assert int((weight == 0).sum()) == round(0.9 * weight.numel())
+        assert not torch.allclose(cut(x), model(x))
+    assert model.linear1.weight.count_nonzero() == model.linear1.weight.numel(), "a copy"
+
+
 @pytest.mark.slow
 @needs_torchattacks
 def test_attacks_eps0_unchanged_and_pgd_at_least_fgsm(run_dir: Path) -> None:

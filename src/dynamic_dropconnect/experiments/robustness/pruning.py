@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 import dynamic_dropconnect as ddc
 
@@ -74,7 +75,8 @@ def _order(weight: Tensor, how: str, seed: int, name: str) -> Tensor:
 
 
 def pruned(plain: nn.Module, fraction: float, how: str, seed: int = 0) -> nn.Module:
-    """A copy of ``plain`` with ``fraction`` of each regularized weight tensor set to zero."""
+    """A copy of ``plain`` (from :func:`plain_model`) with ``fraction`` of each regularized
+    weight tensor set to zero; RuntimeError if the forward does not see the zeros."""
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}")
     model = copy.deepcopy(plain)
@@ -82,8 +84,45 @@ def pruned(plain: nn.Module, fraction: float, how: str, seed: int = 0) -> nn.Mod
         for name, weight in target_weights(model).items():
             k = round(fraction * weight.numel())
             drop = _order(weight, how, seed, name)[:k].to(weight.device)
-            weight.view(-1)[drop] = 0
+            module = _parametrized_module(model, name)
+            if module is None:
+                weight.view(-1)[drop] = 0
+            else:
+                keep = torch.ones(weight.numel(), dtype=torch.bool, device=weight.device)
+                keep[drop] = False
+                parametrize.register_parametrization(module, "weight", _Keep(keep.view_as(weight)))
+            zeros = int((target_weights(model)[name] == 0).sum())
+            if zeros < k:
+                raise RuntimeError(
+                    f"pruning {name}: the forward's weight has {zeros} zeros after {k} were "
+                    "set; it is computed from other tensors by something other than "
+                    "torch.nn.utils.parametrize: remove that before evaluating edge removal"
+                )
     return model
+
+
+class _Keep(nn.Module):
+    """The last parametrization of a pruned parametrized weight: zero where ``keep`` is False."""
+
+    def __init__(self, keep: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("keep", keep)
+
+    def forward(self, weight: Tensor) -> Tensor:
+        return torch.where(self.keep, weight, torch.zeros_like(weight))
+
+
+def _parametrized_module(model: nn.Module, name: str) -> nn.Module | None:
+    """The module behind ``name`` when its ``weight`` is computed by ``torch.nn.utils.
+    parametrize`` (``weight_norm``, ``spectral_norm``): zeroing that computed tensor would
+    change a temporary copy, so the zeros go in as one more parametrization. Not
+    ``remove_parametrizations``: it deletes the property from the class, which a deep copy
+    shares with the original model."""
+    try:
+        module = model.get_submodule(name)
+    except AttributeError:
+        return None  # a parameter of a module (an RNN's weight_hh_l0)
+    return module if parametrize.is_parametrized(module, "weight") else None
 
 
 def pruning_accuracy(
