@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -125,6 +126,28 @@ def test_geometric_corruptions_keep_the_centre(name: str) -> None:
 
         top, bottom = column(out[..., 9:12, :]) - 13.5, column(out[..., 16:19, :]) - 13.5
         assert bool((top * bottom < 0).all()) and bool((top.abs() > 1.5).all())
+
+
+def _corrupted_run(clean: float, accuracy: dict[str, list[float]]) -> dict[str, Any]:
+    return {"clean_accuracy": clean, "parts": {"corruptions": {"accuracy": accuracy}}}
+
+
+def test_mce_by_hand_and_the_relative_mce_leaves_out_a_corruption_without_excess() -> None:
+    metrics = robustness.metrics
+    # none: 'noise' costs 2 points at each of 2 severities; 'shot' costs none (0.4 points in
+    # all, under RELATIVE_MIN_EXCESS = 1 point): its ratio would be 0.004 / 0.004-ish noise.
+    none = _corrupted_run(0.99, {"noise": [0.97, 0.97], "shot": [0.988, 0.988]})
+    other = _corrupted_run(0.98, {"noise": [0.94, 0.96], "shot": [0.95, 0.97]})
+    ce_noise = (0.06 + 0.04) / (0.03 + 0.03)
+    ce_shot = (0.05 + 0.03) / (0.012 + 0.012)
+    rel_noise = (0.10 - 2 * 0.02) / (0.06 - 2 * 0.01)
+    assert metrics.relative_mce_corruptions([none]) == ["noise"]
+    mce, rel = metrics.mce(other, [none])
+    assert mce == pytest.approx(100 * (ce_noise + ce_shot) / 2)
+    assert rel == pytest.approx(100 * rel_noise)
+    assert metrics.mce(none, [none]) == pytest.approx((100.0, 100.0))
+    no_excess = _corrupted_run(0.99, {"noise": [0.99, 0.99], "shot": [0.99, 0.985]})
+    assert math.isnan(metrics.mce(other, [no_excess])[1])
 
 
 def test_corruption_errors() -> None:

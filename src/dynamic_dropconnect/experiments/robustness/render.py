@@ -25,7 +25,13 @@ from ..rundir import load_config
 from ..stats import holm, mean_std, paired_comparison
 from ..storage import atomic_write_text, read_json_object
 from . import attacks, corruptions, pruning
-from .metrics import LOWER_IS_BETTER, PARTS, run_metrics
+from .metrics import (
+    LOWER_IS_BETTER,
+    PARTS,
+    RELATIVE_MIN_EXCESS,
+    relative_mce_corruptions,
+    run_metrics,
+)
 
 __all__ = [
     "render_robustness",
@@ -39,6 +45,21 @@ def _fmt(values: Sequence[float], scale: float) -> str:
         return "—"
     mean, std = mean_std([v * scale for v in finite])
     return f"{mean:.2f}" + ("" if math.isnan(std) else f" ± {std:.2f}")
+
+
+def _left_out(baseline: list[dict[str, Any]], parts: list[str]) -> str:
+    """The sentence naming the corruptions the relative mCE leaves out, if any."""
+    if not baseline or "corruptions" not in parts:
+        return ""
+    every = list(baseline[0]["parts"]["corruptions"]["accuracy"])
+    out = [c for c in every if c not in relative_mce_corruptions(baseline)]
+    if not out:
+        return ""
+    return (
+        f" The relative mCE leaves out {', '.join(out)}: there `none`'s corrupted error exceeds "
+        f"its clean error by less than {100 * RELATIVE_MIN_EXCESS:g} point summed over the "
+        "severities, too few test images for a ratio."
+    )
 
 
 def _scale(metric: str) -> float:
@@ -78,7 +99,7 @@ def render_robustness(run_dir: str | Path) -> Path:
         f"{n} test examples; seed {settings.get('seed', 0)} for the corruptions, PGD's random "
         "start and random pruning (the same for every run). Accuracy in %, mean ± sample std "
         "over seeds. mCE / relative mCE: corruption error relative to `none` (100 = same, "
-        "lower is better; — without a `none` method).",
+        "lower is better; — without a `none` method)." + _left_out(baseline, parts),
         "",
         *(
             [f"**Unfinished runs** (weights of an earlier epoch): {', '.join(unfinished)}", ""]
