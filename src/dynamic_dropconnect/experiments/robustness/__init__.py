@@ -9,8 +9,9 @@ images, in three parts:
   (``training.model_inputs``); the same corrupted images for every run. Reported: accuracy per
   corruption and severity, the mean corruption accuracy, and with a ``none`` method in the run
   the corruption error relative to it (ImageNet-C's mCE: ``CE_c = sum_s E_{s,c} / sum_s
-  E_{s,c}^none``, and relative mCE with the clean error subtracted, ``none`` averaged over its
-  seeds; 100 = as robust as ``none``, lower is better);
+  E_{s,c}^none``, and relative mCE with the clean error subtracted, over the corruptions that
+  cost ``none`` at least 1 point (:func:`.metrics.mce`); ``none`` averaged over its seeds;
+  100 = as robust as ``none``, lower is better);
 - ``adversarial`` (:mod:`.attacks`): FGSM and PGD-L∞ (20 steps of ε/8, random start) from
   torchattacks at ε in pixel space, on the deterministic network behind its normalisation;
 - ``pruning`` (:mod:`.pruning`): a fraction ``f`` of the regularized layers' weights set to zero,
