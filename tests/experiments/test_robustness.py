@@ -150,6 +150,26 @@ def test_mce_by_hand_and_the_relative_mce_leaves_out_a_corruption_without_excess
     assert math.isnan(metrics.mce(other, [no_excess])[1])
 
 
+def test_table_names_the_corruptions_the_relative_mce_leaves_out(tmp_path: Path) -> None:
+    def run(method: str, seed: int, clean: float, other: float, shot: float) -> dict[str, Any]:
+        accuracy = {c: [other] * 5 for c in robustness.corruptions.CORRUPTIONS}
+        accuracy["shot_noise"] = [shot] * 5
+        record = _corrupted_run(clean, accuracy)
+        record["parts"]["corruptions"]["settings"] = {}
+        return {**record, "method": method, "seed": seed, "n_test": 1000}
+
+    runs = [run("none", s, 0.99, 0.95, 0.9895) for s in (0, 1)]
+    runs += [run("ddc", s, 0.99, 0.94, 0.98) for s in (0, 1)]
+    (tmp_path / "robustness.json").write_text(
+        json.dumps({"experiment": "x", "settings": {"parts": ["corruptions"]}, "runs": runs})
+    )
+    text = robustness.render_robustness(tmp_path).read_text()
+    assert "The relative mCE leaves out shot_noise:" in text
+    # relative mCE of ddc from the other 11: each (5 * 0.06 - 5 * 0.01) / (5 * 0.05 - 5 * 0.01)
+    row = next(line for line in text.splitlines() if line.startswith("| ddc | 2 |"))
+    assert row.split(" | ")[5].rstrip(" |") == f"{100 * 0.25 / 0.2:.2f} ± 0.00"
+
+
 def test_corruption_errors() -> None:
     x = torch.rand(2, 1, 8, 8)
     with pytest.raises(ValueError, match="unknown corruption"):
