@@ -57,28 +57,30 @@ def mce(run: dict[str, Any], baseline: list[dict[str, Any]]) -> tuple[float, flo
     if not baseline:
         return math.nan, math.nan
     mine = corruption_errors(run)
-    base = {c: float(np.mean([corruption_errors(b)[c] for b in baseline])) for c in mine}
+    base, base_clean = _baseline_errors(baseline)
     n_sev = len(next(iter(run["parts"]["corruptions"]["accuracy"].values())))
     clean = n_sev * (1 - run["clean_accuracy"])
-    base_clean = n_sev * float(np.mean([1 - b["clean_accuracy"] for b in baseline]))
     ce = [mine[c] / base[c] if base[c] > 0 else math.nan for c in mine]
     kept = relative_mce_corruptions(baseline)
     rel = [(mine[c] - clean) / (base[c] - base_clean) for c in kept]
     return 100 * float(np.mean(ce)), 100 * float(np.mean(rel)) if rel else math.nan
 
 
+def _baseline_errors(baseline: list[dict[str, Any]]) -> tuple[dict[str, float], float]:
+    """``({corruption: summed error}, summed clean error)``, each the mean over the baseline
+    runs; the clean error counted once per severity, as the corrupted one is."""
+    errors = [corruption_errors(b) for b in baseline]
+    n_sev = len(next(iter(baseline[0]["parts"]["corruptions"]["accuracy"].values())))
+    base = {c: float(np.mean([e[c] for e in errors])) for c in errors[0]}
+    return base, n_sev * float(np.mean([1 - b["clean_accuracy"] for b in baseline]))
+
+
 def relative_mce_corruptions(baseline: list[dict[str, Any]]) -> list[str]:
     """The corruptions the relative mCE averages over (see :func:`mce`)."""
     if not baseline:
         return []
-    errors = [corruption_errors(b) for b in baseline]
-    n_sev = len(next(iter(baseline[0]["parts"]["corruptions"]["accuracy"].values())))
-    base_clean = n_sev * float(np.mean([1 - b["clean_accuracy"] for b in baseline]))
-    return [
-        c
-        for c in errors[0]
-        if float(np.mean([e[c] for e in errors])) - base_clean >= RELATIVE_MIN_EXCESS
-    ]
+    base, base_clean = _baseline_errors(baseline)
+    return [c for c, e in base.items() if e - base_clean >= RELATIVE_MIN_EXCESS]
 
 
 def run_metrics(run: dict[str, Any], baseline: list[dict[str, Any]]) -> dict[str, float]:

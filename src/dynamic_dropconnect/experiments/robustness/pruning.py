@@ -80,9 +80,10 @@ def pruned(plain: nn.Module, fraction: float, how: str, seed: int = 0) -> nn.Mod
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}")
     model = copy.deepcopy(plain)
+    removed: dict[str, int] = {}
     with torch.no_grad():
         for name, weight in target_weights(model).items():
-            k = round(fraction * weight.numel())
+            k = removed[name] = round(fraction * weight.numel())
             drop = _order(weight, how, seed, name)[:k].to(weight.device)
             module = _parametrized_module(model, name)
             if module is None:
@@ -91,12 +92,14 @@ def pruned(plain: nn.Module, fraction: float, how: str, seed: int = 0) -> nn.Mod
                 keep = torch.ones(weight.numel(), dtype=torch.bool, device=weight.device)
                 keep[drop] = False
                 parametrize.register_parametrization(module, "weight", _Keep(keep.view_as(weight)))
-            zeros = int((target_weights(model)[name] == 0).sum())
-            if zeros < k:
+        for name, weight in target_weights(model).items():  # what the forward reads now
+            zeros = int((weight == 0).sum())
+            if zeros < removed[name]:
                 raise RuntimeError(
-                    f"pruning {name}: the forward's weight has {zeros} zeros after {k} were "
-                    "set; it is computed from other tensors by something other than "
-                    "torch.nn.utils.parametrize: remove that before evaluating edge removal"
+                    f"pruning {name}: the forward's weight has {zeros} zeros after "
+                    f"{removed[name]} were set; it is computed from other tensors by something "
+                    "other than torch.nn.utils.parametrize: remove that before evaluating edge "
+                    "removal"
                 )
     return model
 
