@@ -7,6 +7,7 @@ both methods have; Holm over the rows given.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,10 +74,12 @@ def pair_table(rows: Sequence[Row], *, prefix: Sequence[str] = ()) -> list[str]:
     for cell, (a, b, seeds, c), p in zip(cells, rows, adjusted, strict=True):
         boot = c["ci95_bootstrap"]
         boot_text = f"[{boot[0]:+.2f}, {boot[1]:+.2f}]" if boot else "— (n < 5)"
+        # Every seed the same difference: the t-test (and so Holm) is undefined.
+        p_text = f"{p:.3g}" if math.isfinite(p) else "— (no spread)"
         lines.append(
             (f"| {cell} " if prefix else "")
             + f"| {a} − {b} | {','.join(map(str, seeds))} | {c['mean_diff']:+.2f} | "
             f"[{c['ci95_t'][0]:+.2f}, {c['ci95_t'][1]:+.2f}] | {boot_text} | "
-            f"{c['wins']}/{c['losses']} | {p:.3g} | {c['pairs_for_80_power'] or '—'} |"
+            f"{c['wins']}/{c['losses']} | {p_text} | {c['pairs_for_80_power'] or '—'} |"
         )
     return lines
