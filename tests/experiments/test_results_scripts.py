@@ -100,14 +100,22 @@ ROBUSTNESS_METRICS = (
 
 
 @pytest.mark.parametrize(
-    "folder", ["robustness-mnist-simplecnn1-75ep", "robustness-fashion-short-tuned"]
+    ("folder", "pairs"),
+    [
+        ("robustness-mnist-simplecnn1-75ep", ROBUSTNESS_PAIRS),
+        ("robustness-fashion-short-tuned", ROBUSTNESS_PAIRS),
+        (
+            "robustness-mnist-mlp-tuned",
+            ROBUSTNESS_PAIRS + ",ddc:ddc-shuffled,ddc-learned:ddc-learned-shuffled",
+        ),
+    ],
 )
-def test_robustness_pairs_regenerate(folder: str) -> None:
+def test_robustness_pairs_regenerate(folder: str, pairs: str) -> None:
     done = script(
         "robustness_pairs.py",
         f"results/{folder}/robustness.json",
         "--pairs",
-        ROBUSTNESS_PAIRS,
+        pairs,
         "--metrics",
         ROBUSTNESS_METRICS,
     )
