@@ -6,8 +6,9 @@ ROBUSTNESS_JSON: what `ddc robustness` wrote (a run directory's or a committed c
 mean", "mCE", "PGD ε=0.1", "random f=0.7", ...). One row per metric and pair, paired by seed;
 accuracies in points, mCE in % (lower is better). robustness.md's own paired table sets `ddc`
 against every method on every metric, a family so large that Holm hides everything at 3 seeds;
-this one tests a few comparisons named in advance, e.g. whether DropConnect-style training
-(with or without the gradient) makes a network tolerate edge removal.
+this one tests only the comparisons given, e.g. whether DropConnect-style training (with or
+without the gradient) makes a network tolerate edge removal. The smaller family is honest only
+if its pairs and metrics are fixed before the numbers are seen; say so where they were not.
 """
 
 from __future__ import annotations

@@ -91,8 +91,9 @@ def test_paired_rejects_a_method_in_two_sources_and_bad_pairs() -> None:
     assert bad.returncode == 2 and "is not A:B" in bad.stderr
 
 
-#: The robustness comparisons named before the MNIST-75 evaluation: robustness.md's headline
-#: columns, DropConnect-style training against none, and the gradient's part (ddc − dropconnect).
+#: The robustness comparisons of the committed pairs.md files: robustness.md's headline columns;
+#: DropConnect-style training against none, and DDC against both (plus, on the MLP, the
+#: shuffled controls).
 ROBUSTNESS_PAIRS = "dropconnect:none,ddc:none,ddc:dropconnect"
 ROBUSTNESS_METRICS = (
     "clean,corruption mean,mCE,relative mCE,FGSM ε=0.1,PGD ε=0.1,random f=0.5,magnitude f=0.5"
