@@ -22,17 +22,23 @@ from pairs import pair_rows, pair_table
 from dynamic_dropconnect.experiments.robustness.metrics import LOWER_IS_BETTER, run_metrics
 
 
-def metric_table(record: dict, metric: str) -> dict[str, dict[int, float]]:
-    """``{method: {seed: metric}}`` (accuracy in %, mCE in %) of every run in ``record``."""
+def every_metric(record: dict) -> list[tuple[str, int, dict[str, float]]]:
+    """``(method, seed, run_metrics)`` of every run in ``record``, against its ``none`` runs."""
     runs = record["runs"]
     baseline = [r for r in runs if r["method"] == "none"]
+    return [(r["method"], int(r["seed"]), run_metrics(r, baseline)) for r in runs]
+
+
+def metric_table(
+    runs: list[tuple[str, int, dict[str, float]]], metric: str
+) -> dict[str, dict[int, float]]:
+    """``{method: {seed: metric}}`` (accuracy in %, mCE in %) from :func:`every_metric`."""
     scale = 1.0 if metric in LOWER_IS_BETTER else 100.0
     table: dict[str, dict[int, float]] = {}
-    for run in runs:
-        values = run_metrics(run, baseline)
+    for method, seed, values in runs:
         if metric not in values:
             raise KeyError(f"{metric!r} is not in this file; it has: {', '.join(sorted(values))}")
-        table.setdefault(run["method"], {})[int(run["seed"])] = scale * values[metric]
+        table.setdefault(method, {})[seed] = scale * values[metric]
     return table
 
 
@@ -46,10 +52,11 @@ def main() -> None:
     pairs = [tuple(pair.split(":", 1)) for pair in args.pairs.split(",")]
     if bad := [p for p in pairs if len(p) != 2]:
         parser.error(f"--pairs: {', '.join(map(':'.join, bad))} is not A:B (e.g. ddc:none)")
+    runs = every_metric(record)
     rows, groups = [], []
     for metric in args.metrics.split(","):
         try:
-            found = pair_rows(metric_table(record, metric), pairs)
+            found = pair_rows(metric_table(runs, metric), pairs)
         except KeyError as error:
             parser.error(f"--metrics: {error.args[0]}")
         rows += found

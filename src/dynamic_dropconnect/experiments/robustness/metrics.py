@@ -61,7 +61,7 @@ def mce(run: dict[str, Any], baseline: list[dict[str, Any]]) -> tuple[float, flo
     n_sev = len(next(iter(run["parts"]["corruptions"]["accuracy"].values())))
     clean = n_sev * (1 - run["clean_accuracy"])
     ce = [mine[c] / base[c] if base[c] > 0 else math.nan for c in mine]
-    kept = relative_mce_corruptions(baseline)
+    kept = _with_excess(base, base_clean)
     rel = [(mine[c] - clean) / (base[c] - base_clean) for c in kept]
     return 100 * float(np.mean(ce)), 100 * float(np.mean(rel)) if rel else math.nan
 
@@ -77,9 +77,12 @@ def _baseline_errors(baseline: list[dict[str, Any]]) -> tuple[dict[str, float], 
 
 def relative_mce_corruptions(baseline: list[dict[str, Any]]) -> list[str]:
     """The corruptions the relative mCE averages over (see :func:`mce`)."""
-    if not baseline:
-        return []
-    base, base_clean = _baseline_errors(baseline)
+    return _with_excess(*_baseline_errors(baseline)) if baseline else []
+
+
+def _with_excess(base: dict[str, float], base_clean: float) -> list[str]:
+    """The corruptions of ``base`` whose error exceeds ``base_clean`` by
+    :data:`RELATIVE_MIN_EXCESS` (both as :func:`_baseline_errors` gives them)."""
     return [c for c, e in base.items() if e - base_clean >= RELATIVE_MIN_EXCESS]
 
 

@@ -51,8 +51,8 @@ def _left_out(baseline: list[dict[str, Any]], parts: list[str]) -> str:
     """The sentence naming the corruptions the relative mCE leaves out, if any."""
     if not baseline or "corruptions" not in parts:
         return ""
-    every = list(baseline[0]["parts"]["corruptions"]["accuracy"])
-    out = [c for c in every if c not in relative_mce_corruptions(baseline)]
+    kept = relative_mce_corruptions(baseline)
+    out = [c for c in baseline[0]["parts"]["corruptions"]["accuracy"] if c not in kept]
     if not out:
         return ""
     return (
